@@ -1,0 +1,30 @@
+# FluxLoop developer commands. Every target that needs the virtualenv creates it first, so `make demo` and
+# `make test` each work as the very first command on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: install demo test test-fast bench bench-peers clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf ./fluxloop_artifacts
+	$(BIN)/python examples/quickstart.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	FLUXLOOP_E2E=0 $(BIN)/python -m pytest -q -x
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache fluxloop_artifacts *.egg-info

@@ -1,0 +1,257 @@
+"""The one serializer: Python values to JSON for span attributes and recordings alike.
+
+Rules (DESIGN §4), the same for both uses so they can never disagree:
+
+- JSON-native values as they are; dataclasses, pydantic models, mappings, sequences, sets, datetimes, enums,
+  UUIDs converted; non-string keys stringified; huge integers and NaN/inf made JSON-safe.
+- Callables become markers: ``<builtin:VALUE>`` (``__fluxloop_builtin__``), ``<builtin:collector.send>`` (has a
+  ``.messages`` list), ``<builtin:collector.error>`` (has an ``.errors`` list), else ``<callable:NAME>``.
+- Values under a sensitive key become ``***`` at any depth; token-like text is masked; the paths masked are
+  reported, never the values.
+- Anything else becomes ``repr(value)`` cut to 100 characters; cycles and excessive depth get markers; a
+  ``__repr__`` that raises gives ``<unrepresentable T>``. Nothing here raises.
+
+Span attributes take a fast path (orjson on the raw value) and fall back to the walk only when the result
+contains something to mask, fails to encode, or is too long.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import math
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any, Final
+
+import orjson
+
+from fluxloop._masking import DEFAULT_MASKER, Masker
+
+REPR_LIMIT: Final = 100
+MAX_DEPTH: Final = 64
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1
+_ORJSON_OPTS: Final = orjson.OPT_NON_STR_KEYS
+_PRIMITIVES: Final = (str, int, float, bool, type(None))
+
+
+def _truncated_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+    if not isinstance(text, str):
+        return f"<unrepresentable {type(value).__name__}>"
+    return text if len(text) <= REPR_LIMIT else text[:REPR_LIMIT]
+
+
+def callable_marker(value: Any) -> str:
+    """The recording marker for a callable (DESIGN §4)."""
+    for obj in (value, getattr(value, "__self__", None)):
+        if obj is None:
+            continue
+        builtin = getattr(obj, "__fluxloop_builtin__", None)
+        if builtin is not None:
+            return f"<builtin:{builtin}>"
+        if isinstance(getattr(obj, "messages", None), list):
+            return "<builtin:collector.send>"
+        if isinstance(getattr(obj, "errors", None), list):
+            return "<builtin:collector.error>"
+    name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None) or type(value).__name__
+    return f"<callable:{name}>"
+
+
+def _key_text(key: Any) -> str:
+    # Stringify keys the way orjson's OPT_NON_STR_KEYS does, so both paths give the same JSON.
+    if isinstance(key, str):
+        return key
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    if isinstance(key, (int, float)):
+        return str(key)
+    if isinstance(key, enum.Enum):
+        return _key_text(key.value)
+    if isinstance(key, (_dt.date, _dt.time)):
+        return key.isoformat()
+    if isinstance(key, uuid.UUID):
+        return str(key)
+    return _truncated_repr(key)
+
+
+def _is_pydantic_model(value: Any) -> bool:
+    return callable(getattr(type(value), "model_dump", None)) and hasattr(type(value), "model_fields")
+
+
+class _Walker:
+    """One walk of one value; not shared between threads."""
+
+    __slots__ = ("masker", "str_limit", "item_limit", "masked", "_active")
+
+    def __init__(self, masker: Masker, str_limit: int | None, item_limit: int | None) -> None:
+        self.masker = masker
+        self.str_limit = str_limit
+        self.item_limit = item_limit
+        self.masked: list[str] = []
+        self._active: set[int] = set()
+
+    def walk(self, value: Any, path: str, depth: int) -> Any:
+        if value is None or value is True or value is False:
+            return value
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, int):
+            if isinstance(value, enum.Enum):
+                return self.walk(value.value, path, depth)
+            return int(value) if _INT_MIN <= value <= _INT_MAX else str(value)
+        if isinstance(value, float):
+            return float(value) if math.isfinite(value) else None
+        if depth >= MAX_DEPTH:
+            return "<max depth>"
+        if isinstance(value, enum.Enum):
+            return self.walk(value.value, path, depth)
+        if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+            return value.isoformat()
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, (Decimal, PurePath)):
+            return str(value)
+        ident = id(value)
+        if ident in self._active:
+            return "<cycle>"
+        self._active.add(ident)
+        try:
+            return self._container(value, path, depth)
+        finally:
+            self._active.discard(ident)
+
+    def _container(self, value: Any, path: str, depth: int) -> Any:
+        if isinstance(value, Mapping):
+            return self._mapping(value.items(), path, depth)
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return self._sequence(value, path, depth)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return self._mapping(((f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value)),
+                                 path, depth)
+        if _is_pydantic_model(value):
+            try:
+                dumped = value.model_dump()
+            except Exception:
+                return _truncated_repr(value)
+            return self._mapping(dumped.items(), path, depth)
+        if callable(value):
+            return callable_marker(value)
+        return self._text(_truncated_repr(value), cap=False)
+
+    def _mapping(self, items: Any, path: str, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        limit = self.item_limit
+        try:
+            for key, item in items:
+                if limit is not None and len(out) >= limit:
+                    out["..."] = "[more items truncated]"
+                    break
+                text = _key_text(key)
+                sub = f"{path}.{text}" if path else text
+                if self.masker.is_sensitive_key(text):
+                    self.masked.append(sub)
+                    out[text] = self.walk(self.masker.masked_value(text, item), sub, depth + 1) \
+                        if self.masker.mask_function is not None else "***"
+                else:
+                    out[text] = self.walk(item, sub, depth + 1)
+        except Exception:  # a mapping whose iteration raises
+            out["<error>"] = "<iteration failed>"
+        return out
+
+    def _sequence(self, value: Any, path: str, depth: int) -> list[Any]:
+        out: list[Any] = []
+        limit = self.item_limit
+        try:
+            for index, item in enumerate(value):
+                if limit is not None and index >= limit:
+                    out.append(f"...[{len(value) - limit} more items]")
+                    break
+                out.append(self.walk(item, f"{path}[{index}]", depth + 1))
+        except Exception:
+            out.append("<iteration failed>")
+        return out
+
+    def _text(self, text: str, cap: bool = True) -> str:
+        try:
+            if self.masker.has_secret_text(text):
+                text = self.masker.mask_text(text)
+        except Exception:
+            return "<unrepresentable str>"
+        limit = self.str_limit
+        if cap and limit is not None and len(text) > limit:
+            return f"{text[:limit]}...[truncated {len(text) - limit} chars]"
+        return text
+
+
+def to_jsonable(value: Any, masker: Masker = DEFAULT_MASKER, *, str_limit: int | None = None,
+                item_limit: int | None = None) -> tuple[Any, list[str]]:
+    """``value`` as JSON-ready Python data by the rules above, with the list of masked paths.
+
+    Example::
+
+        >>> to_jsonable({"auth_token": "abc", "n": 1})
+        ({'auth_token': '***', 'n': 1}, ['auth_token'])
+    """
+    walker = _Walker(masker, str_limit, item_limit)
+    try:
+        return walker.walk(value, "", 0), walker.masked
+    except RecursionError:
+        return "<max depth>", walker.masked
+    except Exception:
+        return _truncated_repr(value), walker.masked
+
+
+def _orjson_default(value: Any) -> Any:
+    if _is_pydantic_model(value):
+        return value.model_dump()
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (Decimal, PurePath)):
+        return str(value)
+    if callable(value):
+        return callable_marker(value)
+    return _truncated_repr(value)
+
+
+def dumps(value: Any, masker: Masker = DEFAULT_MASKER) -> tuple[bytes, list[str]]:
+    """JSON bytes of ``value`` with no length limit (recordings), and the masked paths."""
+    data, masked = to_jsonable(value, masker)
+    return orjson.dumps(data, option=_ORJSON_OPTS), masked
+
+
+def dumps_attribute(value: Any, max_length: int, masker: Masker = DEFAULT_MASKER) -> tuple[str, list[str]]:
+    """A JSON string of ``value`` for a span attribute, at most about ``max_length`` characters.
+
+    Fast path: orjson straight on the value when it needs no masking and fits. Otherwise the walk, with long
+    strings and collections cut and marked; as a last resort, the JSON text itself cut and wrapped as a JSON
+    string ending in ``...[truncated N chars]``. The result is always valid JSON.
+    """
+    try:
+        text = orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTS).decode()
+        if len(text) <= max_length and not masker.json_needs_masking(text):
+            return text, []
+    except Exception:
+        pass
+    data, masked = to_jsonable(value, masker, str_limit=max(16, max_length // 4), item_limit=256)
+    try:
+        text = orjson.dumps(data, option=_ORJSON_OPTS).decode()
+    except Exception:  # cannot happen for walked data; kept so this function never raises
+        text = orjson.dumps(_truncated_repr(data)).decode()
+    if len(text) > max_length:
+        keep = max(0, max_length - 40)
+        text = orjson.dumps(f"{text[:keep]}...[truncated {len(text) - keep} chars]").decode()
+    return text, masked

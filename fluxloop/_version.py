@@ -1,0 +1,8 @@
+"""The installed FluxLoop version."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("fluxloop")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+source"

@@ -1,0 +1,175 @@
+"""FluxLoopSpanProcessor with real threads and a real fork: batching, bounds, flush/shutdown timeouts."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from fluxloop import FluxLoopSpanProcessor
+
+
+class GatedExporter(SpanExporter):
+    """Blocks every export until the gate opens; counts batches."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[int] = []
+        self.shutdowns = 0
+
+    def export(self, spans):  # type: ignore[override]
+        self.entered.set()
+        self.gate.wait(30)
+        self.batches.append(len(spans))
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+        self.gate.set()
+
+
+def make(exporter: SpanExporter, **kwargs) -> tuple[TracerProvider, FluxLoopSpanProcessor]:
+    processor = FluxLoopSpanProcessor(exporter, **kwargs)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    return provider, processor
+
+
+def emit(provider: TracerProvider, n: int, name: str = "s") -> None:
+    tracer = provider.get_tracer("t")
+    for _ in range(n):
+        tracer.start_span(name).end()
+
+
+def test_batches_fill_and_export_in_background() -> None:
+    exporter = InMemorySpanExporter()
+    provider, processor = make(exporter, batch_size=10, flush_interval=3600)
+    emit(provider, 25)
+    deadline = time.monotonic() + 10
+    while len(exporter.get_finished_spans()) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling with a deadline: a full batch is exported without any flush
+    assert len(exporter.get_finished_spans()) >= 20
+    assert processor.force_flush(10_000)
+    assert len(exporter.get_finished_spans()) == 25
+    assert processor.stats()["exported"] == 25
+    processor.shutdown()
+
+
+def test_flush_interval_exports_a_partial_batch() -> None:
+    exporter = InMemorySpanExporter()
+    provider, processor = make(exporter, batch_size=1000, flush_interval=0.05)
+    emit(provider, 3)
+    deadline = time.monotonic() + 10
+    while len(exporter.get_finished_spans()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(exporter.get_finished_spans()) == 3
+    processor.shutdown()
+
+
+def test_full_queue_drops_and_counts_without_blocking(caplog: pytest.LogCaptureFixture) -> None:
+    exporter = GatedExporter()
+    provider, processor = make(exporter, max_queue_size=100, batch_size=10, flush_interval=3600)
+    emit(provider, 10)  # first batch goes to the blocked exporter
+    assert exporter.entered.wait(10)
+    emit(provider, 1000)  # queue holds 100, the rest are dropped; on_end never blocks
+    stats = processor.stats()
+    assert stats["queued"] == 100
+    assert stats["dropped"] == 900
+    assert sum("queue full" in r.getMessage() for r in caplog.records) == 1
+    exporter.gate.set()
+    assert processor.force_flush(10_000)
+    assert processor.stats()["exported"] == 110
+    processor.shutdown()
+
+
+def test_force_flush_honours_its_timeout() -> None:
+    exporter = GatedExporter()
+    provider, processor = make(exporter, batch_size=5, flush_interval=3600)
+    emit(provider, 5)
+    assert exporter.entered.wait(10)
+    emit(provider, 3)
+    started = time.monotonic()
+    assert processor.force_flush(200) is False
+    assert time.monotonic() - started < 5
+    exporter.gate.set()
+    assert processor.force_flush(10_000) is True
+    processor.shutdown()
+
+
+def test_shutdown_is_bounded_and_idempotent() -> None:
+    exporter = GatedExporter()
+    provider, processor = make(exporter, batch_size=5, flush_interval=3600)
+    emit(provider, 5)
+    assert exporter.entered.wait(10)
+    started = time.monotonic()
+    processor.shutdown(300)
+    assert time.monotonic() - started < 5
+    processor.shutdown(300)
+    assert exporter.shutdowns == 1
+    emit(provider, 3)  # after shutdown: ignored, no error
+    assert processor.stats()["queued"] == 0
+
+
+def test_unsampled_spans_are_not_queued() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    exporter = InMemorySpanExporter()
+    processor = FluxLoopSpanProcessor(exporter)
+    provider = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    emit(provider, 5)
+    assert processor.stats()["queued"] == 0
+    processor.shutdown()
+
+
+def test_exports_run_with_instrumentation_suppressed() -> None:
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, get_value
+
+    seen: list[object] = []
+
+    class Probe(SpanExporter):
+        def export(self, spans):  # type: ignore[override]
+            seen.append(get_value(_SUPPRESS_INSTRUMENTATION_KEY))
+            return SpanExportResult.SUCCESS
+
+    provider, processor = make(Probe(), batch_size=2)
+    emit(provider, 2)
+    assert processor.force_flush(10_000)
+    assert seen and all(v is True for v in seen)
+    processor.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_exports_its_own_spans_never_the_parents(tmp_path) -> None:
+    out = tmp_path / "child.txt"
+
+    class FileExporter(SpanExporter):
+        def export(self, spans):  # type: ignore[override]
+            with open(out, "a") as f:
+                for s in spans:
+                    f.write(f"{os.getpid()} {s.name}\n")
+            return SpanExportResult.SUCCESS
+
+    provider, processor = make(FileExporter(), batch_size=1000, flush_interval=3600)
+    emit(provider, 5, "parent-queued")  # queued in the parent, not exported yet
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            emit(provider, 3, "child")
+            ok = processor.force_flush(10_000)
+            os._exit(0 if ok else 3)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    lines = out.read_text().splitlines()
+    assert lines == [f"{pid} child"] * 3  # the parent's queued spans were not exported by the child
+    assert processor.force_flush(10_000)
+    assert out.read_text().splitlines().count(f"{os.getpid()} parent-queued") == 5
+    processor.shutdown()
