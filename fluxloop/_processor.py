@@ -1,0 +1,194 @@
+"""FluxLoopSpanProcessor: a bounded queue and one background worker that exports spans in batches.
+
+The calling thread only appends to a deque (``on_end`` is O(1), never blocks, never raises, does no I/O). The
+worker exports a batch when ``batch_size`` spans are waiting or every ``flush_interval`` seconds, with
+OpenTelemetry instrumentation suppressed so the exporter's own HTTP calls never become spans.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Any
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+_logger = logging.getLogger("fluxloop")
+
+DROP_REPORT_INTERVAL = 60.0
+
+
+class _FlushRequest:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class FluxLoopSpanProcessor(SpanProcessor):
+    """Batches finished, sampled spans to ``exporter`` from a background thread.
+
+    Example::
+
+        provider.add_span_processor(FluxLoopSpanProcessor(FluxLoopSpanExporter(endpoint=url)))
+
+    When the queue holds ``max_queue_size`` spans, new spans are dropped and counted (see :meth:`stats`), with a
+    warning at most once a minute. ``force_flush`` and ``shutdown`` honour their timeouts. After ``os.fork()``
+    the child starts with an empty queue and its own worker: the parent's queued spans are never exported twice.
+    """
+
+    def __init__(self, exporter: SpanExporter, *, max_queue_size: int = 2048, batch_size: int = 512,
+                 flush_interval: float = 5.0) -> None:
+        self._exporter = exporter
+        self._max_queue_size = max_queue_size
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._exported = 0
+        self._failed = 0
+        self._dropped = 0
+        self._last_drop_report = 0.0
+        self._dropped_since_report = 0
+        self._shutdown = False
+        self._init_worker_state()
+        weak_reinit = weakref.WeakMethod(self._after_fork_in_child)
+        os.register_at_fork(after_in_child=lambda: (m := weak_reinit()) and m())  # type: ignore[func-returns-value]
+
+    # -- state that belongs to one process ------------------------------------------------------------------
+    def _init_worker_state(self) -> None:
+        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._flush_requests: collections.deque[_FlushRequest] = collections.deque()
+        self._wake = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._worker_lock = threading.Lock()
+        self._busy = False
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's queued spans stay the parent's job: drop them here, start fresh (lazily) in the child.
+        self._init_worker_state()
+
+    def _ensure_worker(self) -> None:
+        with self._worker_lock:
+            if self._worker is None and not self._shutdown:
+                self._worker = threading.Thread(target=self._run, name="fluxloop-span-processor", daemon=True)
+                self._worker.start()
+
+    # -- SpanProcessor ----------------------------------------------------------------------------------------
+    def on_start(self, span: Span, parent_context: Any = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._shutdown or not span.context.trace_flags.sampled:
+            return
+        queue = self._queue
+        if len(queue) >= self._max_queue_size:
+            self._dropped += 1
+            self._dropped_since_report += 1
+            now = time.monotonic()
+            if now - self._last_drop_report >= DROP_REPORT_INTERVAL:
+                self._last_drop_report = now
+                count, self._dropped_since_report = self._dropped_since_report, 0
+                _logger.warning("fluxloop: span queue full (max_queue_size=%d): dropped %d span(s); "
+                                "raise max_queue_size or lower the span rate", self._max_queue_size, count)
+            return
+        queue.append(span)
+        if self._worker is None:
+            self._ensure_worker()
+        if len(queue) >= self._batch_size:
+            self._wake.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export everything queued now; False when ``timeout_millis`` passes first."""
+        if self._shutdown:
+            return True
+        if not self._queue and not self._busy:
+            return True
+        self._ensure_worker()
+        request = _FlushRequest()
+        self._flush_requests.append(request)
+        self._wake.set()
+        return request.done.wait(max(timeout_millis, 0) / 1000.0)
+
+    def shutdown(self, timeout_millis: int = 30000) -> None:  # type: ignore[override]
+        """Export what is queued within ``timeout_millis``, then stop the worker and the exporter. Idempotent."""
+        if self._shutdown:
+            return
+        deadline = time.monotonic() + max(timeout_millis, 0) / 1000.0
+        flushed = self.force_flush(timeout_millis)
+        self._shutdown = True
+        self._wake.set()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if not flushed and self._queue:
+            _logger.warning("fluxloop: shutdown timed out; %d queued span(s) not exported", len(self._queue))
+        try:
+            self._exporter.shutdown()
+        except Exception:  # pragma: no cover - exporter bug
+            _logger.exception("fluxloop: exporter shutdown failed")
+
+    # -- inspection -------------------------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        """Counters: queued now, exported, dropped (queue full), failed (exporter reported failure)."""
+        return {"queued": len(self._queue), "exported": self._exported, "dropped": self._dropped,
+                "failed": self._failed}
+
+    @property
+    def exporter(self) -> SpanExporter:
+        return self._exporter
+
+    # -- worker -----------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            while True:
+                self._wake.wait(self._flush_interval)
+                self._wake.clear()
+                requests = []
+                while self._flush_requests:
+                    requests.append(self._flush_requests.popleft())
+                self._drain()
+                for request in requests:
+                    request.done.set()
+                if self._shutdown:
+                    self._drain()
+                    return
+        finally:
+            detach(token)
+
+    def _drain(self) -> None:
+        # Export what is queued now, in batches; spans arriving meanwhile wait for the next round, so a
+        # flush under a flat-out producer still ends.
+        queue = self._queue
+        target = len(queue)
+        sent = 0
+        self._busy = True
+        try:
+            while queue and sent < target:
+                self._export_batch(queue)
+                sent += self._batch_size
+        finally:
+            self._busy = False
+
+    def _export_batch(self, queue: collections.deque[ReadableSpan]) -> None:
+        batch = []
+        popleft = queue.popleft
+        try:
+            for _ in range(self._batch_size):
+                batch.append(popleft())
+        except IndexError:
+            pass
+        try:
+            result = self._exporter.export(batch)
+        except Exception:
+            _logger.exception("fluxloop: exporter raised; %d span(s) lost", len(batch))
+            result = SpanExportResult.FAILURE
+        if result is SpanExportResult.SUCCESS:
+            self._exported += len(batch)
+        else:
+            self._failed += len(batch)
