@@ -1,0 +1,197 @@
+"""``instrument()``: an explicit span whose metadata, tags, user and session reach every span started inside it.
+
+The innermost :class:`InstrumentContext` lives in a ContextVar, so it follows ``await``, ``asyncio.gather``,
+tasks and threads started with ``contextvars.copy_context()``. The object itself is shared, not copied, so
+metadata added after a task was created still reaches spans that task starts afterwards.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from fluxloop import _attributes as attr
+from fluxloop import _runtime
+from fluxloop._spans import attribute_value, internal_error, record_exception
+
+_CURRENT: contextvars.ContextVar[InstrumentContext | None] = contextvars.ContextVar("fluxloop_instrument",
+                                                                                     default=None)
+
+
+def current_scope() -> InstrumentContext | None:
+    """The innermost active ``instrument()`` context, or None."""
+    return _CURRENT.get()
+
+
+def get_current_context() -> InstrumentContext | None:
+    """The innermost active ``instrument()`` context, or None.
+
+    Example::
+
+        with fluxloop.instrument("job"):
+            fluxloop.get_current_context().add_tag("nightly")
+    """
+    return _CURRENT.get()
+
+
+class InstrumentContext:
+    """Handle returned by ``fluxloop.instrument()``; see :func:`instrument`."""
+
+    __slots__ = ("name", "_parent", "_own", "_tags", "_span", "_tokens", "_initial", "_new_trace")
+
+    def __init__(self, name: str, *, session_id: str | None = None, user_id: str | None = None,
+                 metadata: Mapping[str, Any] | None = None, tags: Iterable[str] | None = None,
+                 attributes: Mapping[str, Any] | None = None, new_trace: bool = False) -> None:
+        self.name = name
+        self._parent: InstrumentContext | None = None
+        self._own: dict[str, Any] = {}
+        self._tags: list[str] = []
+        self._span: trace.Span = trace.INVALID_SPAN
+        self._tokens: tuple[Any, Any] | None = None
+        self._initial = (session_id, user_id, dict(metadata or {}), list(tags or ()), dict(attributes or {}))
+        self._new_trace = new_trace
+
+    # -- what spans inside inherit ------------------------------------------------------------------------------
+    def propagated_attributes(self) -> dict[str, Any]:
+        """Metadata, tags, user and session of this context and its enclosing ones (inner wins)."""
+        merged = self._parent.propagated_attributes() if self._parent is not None else {}
+        parent_tags = merged.get(attr.TAGS, ())
+        merged.update(self._own)
+        if self._tags:
+            merged[attr.TAGS] = [*parent_tags, *(t for t in self._tags if t not in parent_tags)]
+        return merged
+
+    def _set(self, key: str, value: Any) -> None:
+        self._own[key] = value
+        if self._span.is_recording():
+            self._span.set_attribute(key, value)
+
+    def add_metadata(self, key: str, value: Any) -> None:
+        """Attach ``key=value`` as ``fluxloop.metadata.<key>`` here and on spans started inside afterwards."""
+        try:
+            self._set(attr.METADATA_PREFIX + str(key), attribute_value(str(key), value, _runtime.STATE))
+        except Exception as exc:
+            internal_error("add_metadata", exc)
+
+    def add_tag(self, tag: str) -> None:
+        """Add ``tag`` to ``fluxloop.tags`` (no duplicates)."""
+        try:
+            tag = str(tag)
+            if tag not in self._tags:
+                self._tags.append(tag)
+            if self._span.is_recording():
+                self._span.set_attribute(attr.TAGS, self.propagated_attributes()[attr.TAGS])
+        except Exception as exc:
+            internal_error("add_tag", exc)
+
+    def set_user(self, user_id: str) -> None:
+        """Set ``user.id``."""
+        self._set(attr.USER_ID, str(user_id))
+
+    def set_session(self, session_id: str) -> None:
+        """Set ``session.id``."""
+        self._set(attr.SESSION_ID, str(session_id))
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Set any attribute on this context's own span only (not inherited)."""
+        try:
+            if self._span.is_recording():
+                self._span.set_attribute(key, attribute_value(key, value, _runtime.STATE))
+        except Exception as exc:
+            internal_error("set_attribute", exc)
+
+    @property
+    def span(self) -> trace.Span:
+        """The OpenTelemetry span of this context."""
+        return self._span
+
+    @property
+    def trace_id(self) -> str:
+        """Hex trace id (32 characters)."""
+        return trace.format_trace_id(self._span.get_span_context().trace_id)
+
+    @property
+    def span_id(self) -> str:
+        """Hex span id (16 characters)."""
+        return trace.format_span_id(self._span.get_span_context().span_id)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+    def __enter__(self) -> InstrumentContext:
+        session_id, user_id, metadata, tags, attributes = self._initial
+        self._parent = _CURRENT.get()
+        try:
+            state = _runtime.STATE
+            tracer = state.tracer or (_runtime.RUNTIME.start() if state.enabled else None)
+            if tracer is not None:
+                parent_ctx = otel_context.Context() if self._new_trace else None
+                self._span = tracer.start_span(self.name, context=parent_ctx, attributes={
+                    **(self._parent.propagated_attributes() if self._parent is not None else {}),
+                    attr.OBSERVATION_TYPE: attr.TYPE_TRACE, attr.NAME: self.name})
+            for key, value in metadata.items():
+                self.add_metadata(key, value)
+            for tag in tags:
+                self.add_tag(tag)
+            if user_id is not None:
+                self.set_user(user_id)
+            if session_id is not None:
+                self.set_session(session_id)
+            for key, value in attributes.items():
+                self.set_attribute(key, value)
+            otel_token = otel_context.attach(trace.set_span_in_context(self._span)) \
+                if self._span is not trace.INVALID_SPAN else None
+        except Exception as exc:
+            internal_error("instrument", exc)
+            otel_token = None
+        self._tokens = (_CURRENT.set(self), otel_token)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        tokens, self._tokens = self._tokens, None
+        if tokens is None:
+            return
+        scope_token, otel_token = tokens
+        try:
+            _CURRENT.reset(scope_token)
+        except ValueError:  # exited in another context (e.g. a different task): leave that context alone
+            pass
+        try:
+            if otel_token is not None:
+                otel_context.detach(otel_token)
+            if exc is not None:
+                record_exception(self._span, exc)
+            self._span.end()
+        except Exception as inner:
+            internal_error("instrument exit", inner)
+
+    async def __aenter__(self) -> InstrumentContext:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def instrument(name: str, *, session_id: str | None = None, user_id: str | None = None,
+               metadata: Mapping[str, Any] | None = None, tags: Iterable[str] | None = None,
+               attributes: Mapping[str, Any] | None = None, new_trace: bool = False) -> InstrumentContext:
+    """A span named ``name`` around a block, with ``with`` or ``async with``.
+
+    Metadata, tags, user and session set on it apply to its span and to every span started inside it
+    afterwards. ``new_trace=True`` starts a new trace even inside another span.
+
+    Example::
+
+        with fluxloop.instrument("my_workflow", session_id="s-1") as ctx:
+            ctx.add_metadata("version", "1.0.0")
+            ctx.add_tag("production")
+            ctx.set_user("user-123")
+            result = my_agent.process(input_data)
+    """
+    return InstrumentContext(name, session_id=session_id, user_id=user_id, metadata=metadata, tags=tags,
+                             attributes=attributes, new_trace=new_trace)

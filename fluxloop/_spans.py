@@ -1,0 +1,73 @@
+"""Span lifecycle helpers shared by the decorators and ``instrument()``: errors, cancellation, attribute values."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.trace import Span, Status, StatusCode
+
+from fluxloop import _attributes as attr
+from fluxloop._runtime import CallState
+from fluxloop._serialize import dumps_attribute
+
+_logger = logging.getLogger("fluxloop")
+_PRIMITIVE = (str, bool, int, float)
+_reported: dict[str, float] = {}
+_REPORT_INTERVAL = 60.0
+
+
+def internal_error(where: str, exc: BaseException) -> None:
+    """Log an instrumentation failure at most once a minute per place; never raises."""
+    try:
+        now = time.monotonic()
+        if now - _reported.get(where, -_REPORT_INTERVAL) >= _REPORT_INTERVAL:
+            _reported[where] = now
+            _logger.warning("fluxloop: instrumentation error in %s (the call itself is unaffected): %r",
+                            where, exc)
+    except Exception:  # pragma: no cover - logging itself failed
+        pass
+
+
+def record_exception(span: Span, exc: BaseException) -> None:
+    """ERROR status with the message, the ``exception`` event and ``error.type``; cancellation marked as such."""
+    try:
+        if isinstance(exc, asyncio.CancelledError):
+            span.set_attributes({attr.CANCELLED: True, attr.ERROR_TYPE: "asyncio.CancelledError"})
+            span.set_status(Status(StatusCode.ERROR, "cancelled"))
+            return
+        if isinstance(exc, GeneratorExit):
+            return
+        span.set_attribute(attr.ERROR_TYPE, type(exc).__qualname__)
+        span.record_exception(exc, escaped=True)
+        span.set_status(Status(StatusCode.ERROR, f"{exc}"))
+    except Exception as inner:
+        internal_error("record_exception", inner)
+
+
+def attribute_value(key: str, value: Any, state: CallState) -> Any:
+    """A metadata value as an OTel attribute: primitives as they are, other values as JSON; secrets masked."""
+    masker = state.masker
+    if masker.is_sensitive_key(key):
+        return "***"
+    if isinstance(value, str):
+        return masker.mask_text(value) if masker.has_secret_text(value) else value
+    if isinstance(value, _PRIMITIVE):
+        return value
+    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
+        return [masker.mask_text(v) for v in value]
+    return dumps_attribute(value, state.max_attribute_length, masker)[0]
+
+
+def put_json(into: dict[str, Any], key: str, value: Any, state: CallState, span: Span | None = None) -> None:
+    """Put ``key`` = ``value`` as JSON into ``into``; masked paths (never values) go to ``fluxloop.masked_paths``,
+    merged with those already on ``span``."""
+    text, masked = dumps_attribute(value, state.max_attribute_length, state.masker)
+    into[key] = text
+    if masked:
+        prefix = "input" if key == attr.INPUT else "output"
+        previous = into.get(attr.MASKED_PATHS) or (getattr(span, "attributes", None) or {}).get(attr.MASKED_PATHS)
+        into[attr.MASKED_PATHS] = [*(previous or ()), *(f"{prefix}.{p}" for p in masked)]
