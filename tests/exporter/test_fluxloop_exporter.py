@@ -1,0 +1,287 @@
+"""FluxLoopSpanExporter against real loopback servers: delivery, retries, deadline, store-and-forward, breaker, logs."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+
+from fluxloop_otel_exporter import FluxLoopSpanExporter, iter_offline_files, read_requests, traces_endpoint
+
+from ._otlp_sink import DROP, OtlpSink
+
+STOCK_LOGGER_PREFIX = "opentelemetry.exporter"
+
+
+def spooled_names(folder: Path) -> list[str]:
+    return [span["name"] for path in iter_offline_files(folder) for _, request, _ in read_requests(path)
+            for rs in request["resourceSpans"] for ss in rs["scopeSpans"] for span in ss["spans"]]
+
+
+def ours(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "fluxloop.exporter" and r.levelno == level]
+
+
+def stock_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith(STOCK_LOGGER_PREFIX)]
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("http://h:4318", "http://h:4318/v1/traces"),
+    ("http://h:4318/", "http://h:4318/v1/traces"),
+    ("http://h:4318/v1/traces", "http://h:4318/v1/traces"),
+    ("http://h:4318/v1/traces/", "http://h:4318/v1/traces"),
+    ("  https://h/otel//  ", "https://h/otel/v1/traces"),
+])
+def test_traces_endpoint(url: str, expected: str) -> None:
+    assert traces_endpoint(url) == expected
+
+
+@pytest.mark.parametrize("options", [{"timeout": 0}, {"timeout": -1}, {"probe_interval": -1},
+                                     {"compression": "zip"}])
+def test_rejects_bad_options(tmp_path: Path, options) -> None:
+    with pytest.raises(ValueError):
+        FluxLoopSpanExporter("http://localhost:4318", offline_dir=tmp_path, **options)
+    with pytest.raises(ValueError):
+        traces_endpoint("  ")
+
+
+def test_delivers_with_bearer_and_custom_headers(sink: OtlpSink, make_exporter, make_spans, tmp_path, caplog) -> None:
+    exporter = make_exporter(sink.url + "/", api_key="k-123", headers={"X-Team": "agents", "Authorization": "no"})
+    spans = make_spans(5, name="deliver")
+    with caplog.at_level(logging.INFO):
+        assert exporter.export(spans) is SpanExportResult.SUCCESS
+    [attempt] = sink.attempts
+    assert attempt.path == "/v1/traces"
+    assert attempt.headers["authorization"] == "Bearer k-123"
+    assert attempt.headers["x-team"] == "agents"
+    assert attempt.headers["content-encoding"] == "gzip"
+    assert attempt.headers["content-type"] == "application/x-protobuf"
+    assert sorted(sink.delivered_span_names()) == sorted(s.name for s in spans)
+    assert exporter.counters.snapshot() == {"exported": 5, "spooled": 0, "failed": 0}
+    assert not (tmp_path / "spool").exists()
+    assert "k-123" not in repr(exporter) and "k-123" not in caplog.text
+
+
+def test_endpoint_already_ending_in_v1_traces_is_used_as_is(sink: OtlpSink, make_exporter, make_spans) -> None:
+    exporter = make_exporter(sink.url + "/v1/traces", compression="none")
+    assert exporter.export(make_spans(1)) is SpanExportResult.SUCCESS
+    assert sink.attempts[0].path == "/v1/traces" and "content-encoding" not in sink.attempts[0].headers
+
+
+def test_refused_collector_spools_and_warns_once(refused_url, make_exporter, make_spans, tmp_path, caplog) -> None:
+    exporter = make_exporter(refused_url, timeout=10.0)
+    names: list[str] = []
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG):
+        for i in range(10):
+            batch = make_spans(3, name=f"b{i}")
+            names += [s.name for s in batch]
+            assert exporter.export(batch) is SpanExportResult.SUCCESS
+    assert time.monotonic() - started < 2.0  # a refusal is spooled at once, not retried until the deadline
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 30, "failed": 0}
+    assert sorted(spooled_names(tmp_path / "spool")) == sorted(names)
+    [warning] = ours(caplog, logging.WARNING)
+    message = warning.getMessage()
+    assert traces_endpoint(refused_url) in message and "Connection refused" in message
+    assert str((tmp_path / "spool").resolve()) in message and "`fluxloop upload`" in message
+    assert "retrying every 60 s" in message
+    assert stock_records(caplog) == []  # the stock exporter's per-batch errors and retries are silenced
+    assert exporter.collector_available is False
+
+
+def test_down_collector_gets_no_traffic_until_the_probe(sink: OtlpSink, make_exporter, make_spans, poll,
+                                                        tmp_path, caplog) -> None:
+    sink.default = DROP  # accepts the connection, closes it without an answer
+    exporter = make_exporter(sink.url, timeout=0.5, probe_interval=0.3)
+    with caplog.at_level(logging.INFO, logger="fluxloop.exporter"):
+        assert exporter.export(make_spans(2, name="first")) is SpanExportResult.SUCCESS
+        failed_at = time.monotonic()
+        connections, attempts = sink.connections, len(sink.attempts)
+        assert connections >= 1 and attempts >= 1
+
+        started = time.perf_counter()
+        assert exporter.export(make_spans(2, name="second")) is SpanExportResult.SUCCESS
+        assert time.perf_counter() - started < 0.1
+        assert (sink.connections, len(sink.attempts)) == (connections, attempts)  # no network attempt
+
+        sink.default = 200
+        def probe_delivered() -> bool:
+            exporter.export(make_spans(1, name="probe"))
+            return bool(sink.delivered())
+        poll(probe_delivered, timeout=5)
+        assert sink.delivered()[0].at - failed_at >= 0.3 - 0.01
+        assert exporter.collector_available is True
+        assert exporter.export(make_spans(1, name="after")) is SpanExportResult.SUCCESS  # straight to the collector
+
+    counts = exporter.counters.snapshot()
+    assert counts["exported"] == 2 and counts["failed"] == 0
+    assert counts["spooled"] == len(spooled_names(tmp_path / "spool")) >= 4
+    assert len(ours(caplog, logging.WARNING)) == 1
+    [info] = ours(caplog, logging.INFO)
+    assert "reachable again" in info.getMessage() and "fluxloop upload" in info.getMessage()
+
+
+def test_503_then_200_is_delivered_after_a_retry(sink: OtlpSink, make_exporter, make_spans, caplog) -> None:
+    sink.script.append(503)
+    exporter = make_exporter(sink.url, timeout=5.0)
+    with caplog.at_level(logging.DEBUG):
+        assert exporter.export(make_spans(4, name="retry")) is SpanExportResult.SUCCESS
+    assert [a.action for a in sink.attempts] == [503, 200]
+    assert sorted(sink.delivered_span_names()) == [f"retry-{i}" for i in range(4)]
+    assert exporter.counters.snapshot() == {"exported": 4, "spooled": 0, "failed": 0}
+    assert ours(caplog, logging.WARNING) == [] and stock_records(caplog) == []
+
+
+def test_dropped_connections_are_retried_then_delivered(sink: OtlpSink, make_exporter, make_spans) -> None:
+    sink.script.extend([DROP, DROP])  # the stock client reconnects at once, then backs off ~1 s
+    exporter = make_exporter(sink.url, timeout=5.0)
+    assert exporter.export(make_spans(2, name="reset")) is SpanExportResult.SUCCESS
+    assert [a.action for a in sink.attempts] == [DROP, DROP, 200]
+    assert sink.attempts[2].at - sink.attempts[1].at >= 0.75  # backoff 1 s with 20 % jitter
+    assert sorted(sink.delivered_span_names()) == ["reset-0", "reset-1"]
+
+
+def test_a_collector_answering_503_costs_at_most_the_timeout(sink: OtlpSink, make_exporter, make_spans) -> None:
+    sink.default = 503
+    exporter = make_exporter(sink.url, timeout=1.5)
+    started = time.monotonic()
+    assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS
+    assert time.monotonic() - started < 1.5 + 0.3
+    assert len(sink.attempts) >= 2 and exporter.counters.spooled == 2
+
+
+def test_429_retry_after_is_honoured(sink: OtlpSink, make_exporter, make_spans) -> None:
+    sink.script.append((429, {"Retry-After": "1"}))
+    exporter = make_exporter(sink.url, timeout=5.0)
+    assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS
+    first, second = sink.attempts
+    assert 0.95 <= second.at - first.at < 1.8
+    assert exporter.counters.exported == 2
+
+
+def test_silent_collector_costs_at_most_the_timeout(silent_url, make_exporter, make_spans, tmp_path) -> None:
+    exporter = make_exporter(silent_url, timeout=1.0)
+    started = time.monotonic()
+    assert exporter.export(make_spans(3, name="slow")) is SpanExportResult.SUCCESS
+    assert time.monotonic() - started < 1.0 + 0.5
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 3, "failed": 0}
+    assert sorted(spooled_names(tmp_path / "spool")) == ["slow-0", "slow-1", "slow-2"]
+
+
+def test_shutdown_interrupts_a_retry_wait_and_spools_the_batch(sink: OtlpSink, make_exporter, make_spans,
+                                                               poll, tmp_path, caplog) -> None:
+    sink.default = (503, {"Retry-After": "20"})
+    exporter = make_exporter(sink.url, timeout=30.0)
+    results: list[SpanExportResult] = []
+    worker = threading.Thread(target=lambda: results.append(exporter.export(make_spans(2, name="late"))))
+    with caplog.at_level(logging.INFO):
+        worker.start()
+        poll(lambda: sink.attempts)
+        started = time.monotonic()
+        exporter.shutdown()
+        worker.join(5)
+        assert time.monotonic() - started < 2.0
+    assert results == [SpanExportResult.SUCCESS]
+    assert spooled_names(tmp_path / "spool") == ["late-0", "late-1"]
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 2, "failed": 0}
+    assert ours(caplog, logging.WARNING) == []  # stopping is not an outage
+    exporter.shutdown()  # idempotent
+    assert exporter.export(make_spans(1)) is SpanExportResult.FAILURE
+    assert exporter.counters.failed == 1
+    assert exporter.force_flush() is True
+
+
+def test_use_collector_false_writes_files_only(sink: OtlpSink, make_exporter, make_spans, tmp_path) -> None:
+    exporter = make_exporter(sink.url, use_collector=False)
+    for i in range(3):
+        assert exporter.export(make_spans(2, name=f"file{i}")) is SpanExportResult.SUCCESS
+    assert sink.connections == 0 and sink.attempts == []
+    assert exporter.counters.snapshot() == {"exported": 6, "spooled": 0, "failed": 0}
+    assert len(spooled_names(tmp_path / "spool")) == 6
+
+
+def test_offline_disabled_and_collector_refusing_loses_the_batch(refused_url, make_exporter, make_spans,
+                                                                 tmp_path, caplog) -> None:
+    exporter = make_exporter(refused_url, offline_enabled=False, timeout=0.5)
+    with caplog.at_level(logging.WARNING):
+        assert exporter.export(make_spans(3)) is SpanExportResult.FAILURE
+        assert exporter.export(make_spans(2)) is SpanExportResult.FAILURE
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 0, "failed": 5}
+    assert not (tmp_path / "spool").exists()
+    [warning] = ours(caplog, logging.WARNING)
+    assert "offline storage is off" in warning.getMessage()
+
+
+def test_application_exporters_keep_their_logs(refused_url, make_exporter, make_spans, caplog) -> None:
+    ours_exporter = make_exporter(refused_url, timeout=0.5)
+    app_exporter = OTLPSpanExporter(endpoint=traces_endpoint(refused_url), timeout=0.5)
+    with caplog.at_level(logging.DEBUG):
+        ours_exporter.export(make_spans(1))
+        assert stock_records(caplog) == []
+        assert app_exporter.export(make_spans(1)) is SpanExportResult.FAILURE
+    assert stock_records(caplog)  # the application's own exporter still reports its failure
+    app_exporter.shutdown()
+
+
+def test_export_never_raises(make_exporter, sink: OtlpSink, caplog) -> None:
+    exporter = make_exporter(sink.url)
+    with caplog.at_level(logging.CRITICAL):
+        assert exporter.export([object()]) is SpanExportResult.FAILURE  # type: ignore[list-item]
+    assert exporter.counters.failed == 1
+    assert exporter.export([]) is SpanExportResult.SUCCESS
+
+
+def _export_in_child(exporter: FluxLoopSpanExporter, spans) -> None:
+    ok = exporter.export(spans) is SpanExportResult.SUCCESS and exporter.counters.exported == len(spans)
+    exporter.shutdown()
+    os._exit(0 if ok else 3)
+
+
+def test_forked_child_exports_on_its_own_connection(sink: OtlpSink, make_exporter, make_spans) -> None:
+    exporter = make_exporter(sink.url)
+    assert exporter.export(make_spans(1, name="parent")) is SpanExportResult.SUCCESS
+    child = multiprocessing.get_context("fork").Process(target=_export_in_child,
+                                                        args=(exporter, make_spans(2, name="child")))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert exporter.export(make_spans(1, name="parent-again")) is SpanExportResult.SUCCESS
+    assert sorted(sink.delivered_span_names()) == ["child-0", "child-1", "parent-0", "parent-again-0"]
+    assert exporter.counters.exported == 2  # the child's counts are its own
+
+
+def test_spooled_files_are_valid_requests(refused_url, make_exporter, make_spans, tmp_path) -> None:
+    exporter = make_exporter(refused_url, timeout=0.5)
+    exporter.export(make_spans(2))
+    [path] = iter_offline_files(tmp_path / "spool")
+    [(_, request, error)] = list(read_requests(path))
+    assert error is None and request == orjson.loads(path.read_bytes())
+
+
+@pytest.mark.parametrize("collector", ["up", "refusing"])
+def test_in_a_batch_span_processor(collector: str, sink: OtlpSink, refused_url: str, tmp_path: Path) -> None:
+    exporter = FluxLoopSpanExporter(sink.url if collector == "up" else refused_url, offline_dir=tmp_path)
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("app")
+    for i in range(50):
+        with tracer.start_as_current_span(f"app-{i}"):
+            pass
+    started = time.monotonic()
+    provider.shutdown()
+    assert time.monotonic() - started < 2.0
+    expected = sorted(f"app-{i}" for i in range(50))
+    if collector == "up":
+        assert sorted(sink.delivered_span_names()) == expected and iter_offline_files(tmp_path) == []
+    else:
+        assert sorted(spooled_names(tmp_path)) == expected and exporter.counters.spooled == 50
