@@ -89,8 +89,9 @@ class _Runtime:
         self.switch = PipelineSwitch()
         self.sampler = FluxLoopSampler(self.resolved.config.sample_rate)
         self.provider: TracerProvider | None = None
-        self.own_provider: TracerProvider | None = None
         self.attached: set[int] = set()
+        self.created: set[int] = set()  # providers FluxLoop made itself: never "the application's"
+        self.own_providers: dict[tuple[Any, ...], TracerProvider] = {}
         self.retired = {"exported": 0, "dropped": 0, "failed": 0, "spooled": 0}
         self.started = False
         self._apply_logging(self.resolved.config)
@@ -116,17 +117,20 @@ class _Runtime:
 
     def _tracer_for(self, config: FluxLoopConfig) -> trace.Tracer:
         current = trace.get_tracer_provider()
-        if isinstance(current, TracerProvider) and current is not self.own_provider:
+        if isinstance(current, TracerProvider) and id(current) not in self.created:
             # The application installed its own SDK provider: add our pipeline, never replace it.
             provider = current
             self.switch.filter_rate = config.sample_rate
         else:
-            provider = self.own_provider
-            if provider is None or provider.resource.attributes != _resource(config).attributes:
-                provider = TracerProvider(resource=_resource(config), sampler=self.sampler)
-                if self.own_provider is None and not isinstance(current, TracerProvider):
+            # One provider per distinct resource (a provider's resource cannot change); the first is global.
+            key = (config.service_name, config.environment, tuple(sorted(config.resource_attributes.items())))
+            provider = self.own_providers.get(key)
+            if provider is None:
+                provider = TracerProvider(resource=_resource(config), sampler=self.sampler, shutdown_on_exit=False)
+                self.own_providers[key] = provider
+                self.created.add(id(provider))
+                if not isinstance(current, TracerProvider):
                     trace.set_tracer_provider(provider)
-                self.own_provider = provider
             self.switch.filter_rate = 1.0
         if id(provider) not in self.attached:
             provider.add_span_processor(self.switch)
