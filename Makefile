@@ -20,11 +20,13 @@ demo: $(STAMP)
 	rm -rf ./fluxloop_artifacts
 	$(BIN)/python examples/quickstart.py
 
-test: $(STAMP)
+test: $(STAMP) $(E2E_BACKENDS)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	FLUXLOOP_E2E=0 $(BIN)/python -m pytest -q -x
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache fluxloop_artifacts *.egg-info
+	rm -rf $(VENV) .pytest_cache fluxloop_artifacts *.egg-info
+
+include mk/backends.mk
