@@ -49,18 +49,27 @@ def _truncated_repr(value: Any) -> str:
     return text if len(text) <= REPR_LIMIT else text[:REPR_LIMIT]
 
 
+def _collector_kind(obj: Any, method_name: str) -> str | None:
+    has_messages = isinstance(getattr(obj, "messages", None), list)
+    has_errors = isinstance(getattr(obj, "errors", None), list)
+    if has_messages and has_errors:  # one object collecting both: its error method is the error callback
+        return "error" if "err" in method_name.lower() or "fail" in method_name.lower() else "send"
+    return "send" if has_messages else "error" if has_errors else None
+
+
 def callable_marker(value: Any) -> str:
-    """The recording marker for a callable (DESIGN §4)."""
+    """The recording marker for a callable (DESIGN §4), looking at the callable and, for a bound method, at the
+    object it is bound to."""
+    method_name = getattr(value, "__name__", "") or ""
     for obj in (value, getattr(value, "__self__", None)):
         if obj is None:
             continue
         builtin = getattr(obj, "__fluxloop_builtin__", None)
         if builtin is not None:
             return f"<builtin:{builtin}>"
-        if isinstance(getattr(obj, "messages", None), list):
-            return "<builtin:collector.send>"
-        if isinstance(getattr(obj, "errors", None), list):
-            return "<builtin:collector.error>"
+        kind = _collector_kind(obj, method_name if obj is not value else "")
+        if kind is not None:
+            return f"<builtin:collector.{kind}>"
     name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None) or type(value).__name__
     return f"<callable:{name}>"
 

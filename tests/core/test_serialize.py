@@ -150,3 +150,18 @@ def test_truncation_keeps_valid_json_with_a_marker() -> None:
     assert len(text) <= 2_100
     data = json.loads(text)
     assert "truncated" in json.dumps(data)
+
+
+def test_bound_methods_of_one_collector_object_get_send_and_error_markers() -> None:
+    class Connection:
+        def __init__(self) -> None:
+            self.messages: list = []
+            self.errors: list = []
+
+        def send(self, m: object) -> None: ...
+
+        def send_error(self, e: object) -> None: ...
+
+    conn = Connection()
+    assert callable_marker(conn.send) == "<builtin:collector.send>"
+    assert callable_marker(conn.send_error) == "<builtin:collector.error>"
