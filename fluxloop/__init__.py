@@ -9,7 +9,7 @@ Example::
         return generate_response(query)
 """
 
-from fluxloop import testing
+from fluxloop import replay, testing
 from fluxloop._api import configure, flush, get_config, get_stats, reset_config, shutdown
 from fluxloop._config import FluxLoopConfig
 from fluxloop._context import InstrumentContext, get_current_context, instrument
@@ -39,6 +39,7 @@ __all__ = [
     "instrument",
     "prompt",
     "record_call_args",
+    "replay",
     "reset_config",
     "set_recording_options",
     "shutdown",

@@ -17,7 +17,8 @@ from opentelemetry import trace
 
 from fluxloop import _attributes as attr
 from fluxloop import _runtime
-from fluxloop._spans import attribute_value, internal_error, record_exception
+from fluxloop._errors import internal_error
+from fluxloop._spans import attribute_value, record_exception
 
 _CURRENT: contextvars.ContextVar[InstrumentContext | None] = contextvars.ContextVar("fluxloop_instrument",
                                                                                      default=None)

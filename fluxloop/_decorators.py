@@ -20,7 +20,8 @@ from opentelemetry.trace import Span
 from fluxloop import _attributes as attr
 from fluxloop import _runtime, recording
 from fluxloop._context import current_scope
-from fluxloop._spans import attribute_value, internal_error, put_json, record_exception
+from fluxloop._errors import internal_error
+from fluxloop._spans import attribute_value, put_json, record_exception
 from fluxloop._tokens import token_usage
 
 P = ParamSpec("P")

@@ -95,6 +95,7 @@ class _Runtime:
         self.retired = {"exported": 0, "dropped": 0, "failed": 0, "spooled": 0}
         self.started = False
         self._apply_logging(self.resolved.config)
+        recording.set_masker(Masker(self.resolved.config.mask_patterns, self.resolved.config.mask_function))
         if self.resolved.config.record_args:
             self._apply_recording(self.resolved.config)
 
@@ -172,6 +173,7 @@ class _Runtime:
             tracer = self._tracer_for(new)
         self.sampler.rate = new.sample_rate
         STATE = _call_state(new, tracer)
+        recording.set_masker(STATE.masker)  # mask options apply to records too, recording on or off
 
     def _apply_recording(self, config: FluxLoopConfig) -> None:
         recording.apply_config(config.record_args, config.recording_file,

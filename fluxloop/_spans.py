@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
 from fluxloop import _attributes as attr
+from fluxloop._errors import internal_error
 from fluxloop._runtime import CallState
 from fluxloop._serialize import dumps_attribute
 
-_logger = logging.getLogger("fluxloop")
 _PRIMITIVE = (str, bool, int, float)
-_reported: dict[str, float] = {}
-_REPORT_INTERVAL = 60.0
-
-
-def internal_error(where: str, exc: BaseException) -> None:
-    """Log an instrumentation failure at most once a minute per place; never raises."""
-    try:
-        now = time.monotonic()
-        if now - _reported.get(where, -_REPORT_INTERVAL) >= _REPORT_INTERVAL:
-            _reported[where] = now
-            _logger.warning("fluxloop: instrumentation error in %s (the call itself is unaffected): %r",
-                            where, exc)
-    except Exception:  # pragma: no cover - logging itself failed
-        pass
-
-
 def record_exception(span: Span, exc: BaseException) -> None:
     """ERROR status with the message, the ``exception`` event and ``error.type``; cancellation marked as such."""
     try:

@@ -18,6 +18,7 @@ EXPECTED = [
     "instrument",
     "prompt",
     "record_call_args",
+    "replay",
     "reset_config",
     "set_recording_options",
     "shutdown",

@@ -1,0 +1,120 @@
+"""``fluxloop replay``: run recorded calls again against the current code and summarize each outcome."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+import orjson
+
+from fluxloop.replay import ReplayError, ReplayResult, load_callable, load_records, replay_record, select_records
+
+NAME = "replay"
+HELP = "replay recorded calls (a recording .jsonl file) against the current code"
+
+_OK, _FAILED = 0, 1
+_PREVIEW = 100
+
+
+def _factory_spec(value: str) -> str:
+    module, sep, name = value.partition(":")
+    if not sep or not module or not name:
+        raise argparse.ArgumentTypeError(f"expected module:callable, got {value!r}")
+    return value
+
+
+def _iteration(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
+    return number
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="recording file (JSON lines written by FluxLoop recording)")
+    parser.add_argument("--target", metavar="T", help="only records of this target (module:qualname)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--iteration", metavar="N", type=_iteration, help="only records with this iteration")
+    which.add_argument("--all", action="store_true", help="every record (default: the last one of each target)")
+    parser.add_argument("--factory", metavar="MODULE:CALLABLE", type=_factory_spec,
+                        help="builds the instance for Class.method targets (default: Class())")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per replayed record")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show messages sent, and the traceback of exceptions the target raised")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Like `python -m`: modules of the directory the command runs in are importable.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        records = select_records(load_records(args.file), target=args.target, iteration=args.iteration,
+                                 all_records=args.all)
+        factory = load_callable(args.factory) if args.factory else None
+    except ReplayError as exc:
+        print(f"fluxloop replay: error: {exc}", file=sys.stderr)
+        return _FAILED
+    source = os.path.abspath(args.file)
+    failed = 0
+    for record in records:
+        # In --json mode stdout carries only our JSON: what the target prints goes to stderr.
+        with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+            result = replay_record(record, factory=factory, source=source)
+        failed += not result.ok
+        if args.json:
+            sys.stdout.write(orjson.dumps(result.to_dict()).decode() + "\n")
+        else:
+            _print_result(result, args.verbose, sys.stdout)
+        if args.verbose and result.exception is not None:
+            traceback.print_exception(type(result.exception), result.exception, result.exception.__traceback__,
+                                      file=sys.stderr)
+        sys.stdout.flush()
+    summary = f"{len(records)} replayed: {len(records) - failed} ok, {failed} failed"
+    print(summary, file=sys.stderr if args.json else sys.stdout)
+    return _FAILED if failed else _OK
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _print_result(result: ReplayResult, verbose: bool, out: TextIO) -> None:
+    record = result.record
+    head = (f"{'ok' if result.ok else 'error':<5}  {record.target}  iteration {record.iteration}  "
+            f"(line {record.line})  {result.duration * 1000:.1f} ms  "
+            f"{_count(len(result.messages), 'message')}, {_count(len(result.errors), 'error')} sent")
+    print(head, file=out)
+    if result.error:
+        print(f"       {result.error}", file=out)
+    if result.trace_id:
+        print(f"       trace {result.trace_id}", file=out)
+    if result.masked:
+        print(f"       masked in the recording, replayed as \"***\": {', '.join(result.masked)}", file=out)
+    for path, calls in result.stub_calls.items():
+        print(f"       stub {path} called {_count(len(calls), 'time')}", file=out)
+    if verbose:
+        for label, items in (("message", result.messages), ("error", result.errors)):
+            for item in items:
+                print(f"       {label}: {_preview(item)}", file=out)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _preview(value: Any) -> str:
+    try:
+        text = orjson.dumps(value, default=repr).decode()
+    except Exception:
+        text = repr(value)
+    return text if len(text) <= _PREVIEW else text[:_PREVIEW] + "..."
