@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test test-fast bench bench-peers clean
+.PHONY: install demo test test-fast clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,4 @@ clean:
 	rm -rf $(VENV) .pytest_cache fluxloop_artifacts *.egg-info
 
 include mk/backends.mk
+include mk/bench.mk

@@ -1,0 +1,5 @@
+"""Entry point: ``python -m benchmarks [--smoke] [--peers] [--phases ...]``."""
+
+from benchmarks.run import main
+
+raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""The benchmark harness in smoke mode: it runs, checks its own set-up and reports every case.
+
+Timings are never asserted: the machine is shared and smoke runs are far too short to mean anything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PEERS_PYTHON = ROOT / ".cache" / "bench-peers" / "venv" / "bin" / "python"
+
+CORE_ROWS = [
+    "1 plain call (no tracing)",
+    "2 raw OTel span, sync",
+    "2a raw OTel span, async",
+    "2b raw OTel nested (4 spans)",
+    "2c raw OTel generator (10 items)",
+    "2d raw OTel, drop-all sampler",
+    "3 @fluxloop.agent sync",
+    "4 @fluxloop.agent async",
+    "5 nested agent → prompt + 2 tools (4 spans)",
+    "6 @fluxloop.prompt generator (10 items)",
+    "7 @fluxloop.agent, sample_rate=0",
+    "8 @fluxloop.agent, enabled=False",
+]
+EXPORT_ROWS = [
+    "9 no-op exporter (as cases 3-8)",
+    "9 collector up (local OTLP/HTTP sink)",
+    "9 collector down (closed port, spooling)",
+    "10 FluxLoop → OTLP/HTTP (local sink)",
+    "10 FluxLoop → offline files (use_collector=False)",
+    "10 plain OTel: BatchSpanProcessor + OTLPSpanExporter (defaults)",
+    "collector down (closed port; spooled to files)",
+    "collector hanging (exports wait for the timeout; queue full)",
+]
+PEER_ROWS = [f"{case} {peer} {kind}" for peer in ("OpenLLMetry", "Langfuse", "Logfire")
+             for case, kind in (("3", "sync"), ("4", "async"), ("5", "nested (4 spans)"), ("7", "sample_rate=0"))]
+PEER_ROWS += ["8 OpenLLMetry disabled", "8 Langfuse disabled"]
+
+
+def _run(python: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUXLOOP_", "OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([python, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL)
+
+
+def _rows(stdout: str) -> dict[str, list[str]]:
+    """Table rows by their first cell."""
+    rows = {}
+    for line in stdout.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_smoke_run_reports_every_case() -> None:
+    proc = _run(sys.executable, "benchmarks", "--smoke")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    rows = _rows(proc.stdout)
+    for label in CORE_ROWS + EXPORT_ROWS:
+        assert label in rows, f"case {label!r} missing from the report:\n{proc.stdout}"
+    for label in CORE_ROWS:
+        assert rows[label][-1] in ("PASS", "FAIL", "info"), rows[label]
+    for section in ("## Summary against DESIGN §5", "## Case 9", "## Case 10", "## Case 11",
+                    "## Machine and command", "- CPU:", "- command:"):
+        assert section in proc.stdout
+    assert "set-up check passed" in proc.stderr
+
+
+def test_phases_can_be_chosen() -> None:
+    proc = _run(sys.executable, "benchmarks", "--smoke", "--phases", "micro")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert "3 @fluxloop.agent sync" in proc.stdout
+    assert "## Case 9" not in proc.stdout
+
+
+def test_unknown_phase_is_refused() -> None:
+    proc = _run(sys.executable, "benchmarks", "--phases", "micro,bogus")
+    assert proc.returncode == 2
+    assert "bogus" in proc.stderr
+
+
+def test_profile_helper_runs() -> None:
+    proc = _run(sys.executable, "benchmarks.profile_call", "--smoke")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert "by own time (tottime)" in proc.stdout
+    assert "fluxloop/" in proc.stdout
+
+
+@pytest.mark.skipif(not PEERS_PYTHON.exists(), reason="bench-peers venv not built (make bench-peers builds it)")
+def test_peers_smoke_run_reports_every_peer_case() -> None:
+    proc = _run(str(PEERS_PYTHON), "benchmarks", "--smoke", "--peers", "--phases", "micro")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    rows = _rows(proc.stdout)
+    for label in CORE_ROWS + PEER_ROWS:
+        assert label in rows, f"case {label!r} missing from the report:\n{proc.stdout}"
+    assert "FluxLoop fastest?" in proc.stdout
+    assert "FluxLoop vs every peer" in proc.stdout
