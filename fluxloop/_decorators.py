@@ -19,7 +19,7 @@ from opentelemetry.trace import Span
 
 from fluxloop import _attributes as attr
 from fluxloop import _runtime, recording
-from fluxloop._context import current_scope
+from fluxloop._context import _CURRENT
 from fluxloop._errors import internal_error
 from fluxloop._spans import attribute_value, put_json, record_exception
 from fluxloop._tokens import token_usage
@@ -32,6 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_YIELDED_ITEMS = 100
 
 _get_current_span = trace.get_current_span
+_CURRENT_SCOPE = _CURRENT.get
 _set_span_in_context = trace.set_span_in_context
 _attach = otel_context.attach
 _detach = otel_context.detach
@@ -102,7 +103,8 @@ class _Spec:
 
 
 # -- call time ------------------------------------------------------------------------------------------------
-_Begun = tuple[Span | None, Any, Any]
+# (span, context token, recording token, attributes to set when the span ends)
+_Begun = tuple[Span | None, Any, Any, dict[str, Any] | None]
 
 
 def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -116,15 +118,17 @@ def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: d
         else:
             sampled = st.sample_rate > 0.0
         tracer = st.tracer if not sampled or st.tracer is not None else _runtime.RUNTIME.start()
-        arguments = None
+        arguments = attrs = None
         if sampled and tracer is not None:
-            scope = current_scope()
+            scope = _CURRENT_SCOPE()
             attrs = {**scope.propagated_attributes(), **spec.static_attrs} if scope is not None \
                 else spec.static_attrs.copy()
             if spec.capture_input and st.capture_input:
                 arguments = spec.bind(args, kwargs)
                 put_json(attrs, attr.INPUT, arguments, st)
-            span = tracer.start_span(spec.span_name, attributes=attrs)
+            # The attributes are set once, when the span ends, together with the output: OpenTelemetry
+            # validates attributes per call, and one validation pass instead of two is measurably cheaper.
+            span = tracer.start_span(spec.span_name)
         rec = None
         if spec.record and recording.ACTIVE:
             if arguments is None:
@@ -134,7 +138,7 @@ def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: d
         if span is None and rec is None:
             return None
         token = _attach(_set_span_in_context(span)) if attach and span is not None else None
-        return span, token, rec
+        return span, token, rec, attrs
     except Exception as exc:
         internal_error(f"starting span {spec.span_name!r}", exc)
         if span is not None:
@@ -145,25 +149,24 @@ def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: d
 def _finish(spec: _Spec, st: _runtime.CallState, begun: _Begun, exc: BaseException | None,
             result: Any = None, output: Any = None) -> None:
     """Detach, record the outcome and end the span; close the recording scope. Never raises."""
-    span, token, rec = begun
+    span, token, rec, out = begun
     try:
         if token is not None:
             _detach(token)
         if span is not None:
-            if exc is not None:
-                record_exception(span, exc)
-            else:
-                out: dict[str, Any] = {}
+            out = out if out is not None else {}
+            if exc is None:
                 if spec.capture_output and st.capture_output:
-                    put_json(out, attr.OUTPUT, result if output is None else output, st, span)
+                    put_json(out, attr.OUTPUT, result if output is None else output, st)
                 if spec.capture_tokens:
                     tokens_in, tokens_out = token_usage(result)
                     if tokens_in is not None:
                         out[attr.GEN_AI_USAGE_INPUT_TOKENS] = tokens_in
                     if tokens_out is not None:
                         out[attr.GEN_AI_USAGE_OUTPUT_TOKENS] = tokens_out
-                if out:
-                    span.set_attributes(out)
+            span.set_attributes(out)
+            if exc is not None:
+                record_exception(span, exc)
             span.end()
     except Exception as inner:
         internal_error(f"ending span {spec.span_name!r}", inner)

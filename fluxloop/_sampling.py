@@ -11,6 +11,8 @@ from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.util.types import Attributes
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
+_ROOT_KEPT = SamplingResult(Decision.RECORD_AND_SAMPLE)  # immutable results, shared by every root span
+_ROOT_DROPPED = SamplingResult(Decision.DROP)
 
 
 def keeps_trace(trace_id: int, rate: float) -> bool:
@@ -37,14 +39,12 @@ class FluxLoopSampler(Sampler):
                       links: Sequence[Link] | None = None, trace_state: Any = None) -> SamplingResult:
         parent = get_current_span(parent_context).get_span_context()
         if parent.is_valid:
-            keep = parent.trace_flags.sampled
-            state = parent.trace_state
-        else:
-            keep = keeps_trace(trace_id, self.rate)
-            state = None
-        if keep:
-            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, state)
-        return SamplingResult(Decision.DROP, None, state)
+            if parent.trace_flags.sampled:
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent.trace_state)
+            return SamplingResult(Decision.DROP, None, parent.trace_state)
+        if keeps_trace(trace_id, self.rate):
+            return _ROOT_KEPT if attributes is None else SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        return _ROOT_DROPPED
 
     def get_description(self) -> str:
         return f"FluxLoopSampler{{parent-based, rate={self.rate}}}"
