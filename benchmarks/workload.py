@@ -142,6 +142,15 @@ class RawOtel:
                 span.set_attribute(OUTPUT_KEY, dumps(result))
                 return result
 
+        def agent_contract(query: str, top_k: int = TOP_K) -> dict[str, Any]:
+            # The same span with the attributes FluxLoop's span contract requires (DESIGN §2).
+            with span_of("invoke_agent answer") as span:
+                span.set_attributes(CONTRACT_ATTRIBUTES)
+                span.set_attribute(INPUT_KEY, dumps({"query": query, "top_k": top_k}))
+                result = answer(query, top_k)
+                span.set_attribute(OUTPUT_KEY, dumps(result))
+                return result
+
         async def agent_async(query: str, top_k: int = TOP_K) -> dict[str, Any]:
             with span_of("invoke_agent answer") as span:
                 span.set_attribute(INPUT_KEY, dumps({"query": query, "top_k": top_k}))
@@ -179,6 +188,7 @@ class RawOtel:
                 span.set_attribute(OUTPUT_KEY, dumps(items))
 
         self.agent, self.agent_async, self.nested, self.gen = agent, agent_async, nested, gen
+        self.agent_contract = agent_contract
 
     def clear(self) -> None:
         self.exporter.clear()
@@ -193,6 +203,10 @@ class RawOtel:
 
 
 RAW_SYNC, RAW_ASYNC, RAW_NESTED, RAW_GEN, RAW_UNSAMPLED = "2", "2a", "2b", "2c", "2d"
+RAW_CONTRACT = "2e"
+#: What a FluxLoop agent span carries besides input/output; case 2e shows what the contract itself costs.
+CONTRACT_ATTRIBUTES = {"fluxloop.observation.type": "agent", "fluxloop.name": "answer",
+                       "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "answer"}
 
 
 def core_reference_cases(raw: RawOtel, raw_off: RawOtel) -> list[Case]:
@@ -210,4 +224,6 @@ def core_reference_cases(raw: RawOtel, raw_off: RawOtel) -> list[Case]:
              target=Target("reference of 6")),
         Case(RAW_UNSAMPLED, "2d raw OTel, drop-all sampler", sync_loop(raw_off.agent, QUERY), ref=RAW_SYNC,
              prepare=raw_off.clear, target=Target("≈ 6 µs")),
+        Case(RAW_CONTRACT, "2e raw OTel span with FluxLoop's attribute set", sync_loop(raw.agent_contract, QUERY),
+             ref=RAW_SYNC, prepare=raw.clear, target=Target("info: the span contract's own cost")),
     ]
