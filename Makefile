@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The embedded default: no collector, spans written to ./fluxloop_artifacts and read back by the CLI.
 demo: $(STAMP)
 	rm -rf ./fluxloop_artifacts
-	$(BIN)/python examples/quickstart.py
+	FLUXLOOP_USE_COLLECTOR=false $(BIN)/python examples/quickstart.py
+	$(BIN)/fluxloop traces
+	$(BIN)/fluxloop traces show
 
 test: $(STAMP) $(E2E_BACKENDS)
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,426 @@
+"""Offline artifacts read back as traces: a streaming index of trace summaries, and one trace loaded in full.
+
+Files are read one OTLP/JSON request (line) at a time with :func:`fluxloop_otel_exporter.read_requests`. Listing
+keeps one small :class:`TraceSummary` per trace, never the spans, so a folder of any size is listed with memory
+proportional to the number of traces. Showing a trace reads again only the files that hold its spans.
+
+Example::
+
+    index = index_traces(Path("fluxloop_artifacts"), on_problem=print)
+    newest = index.newest_first()[0]
+    trace = load_trace(index, newest)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fluxloop import _attributes as attr
+from fluxloop_otel_exporter import iter_offline_files, read_requests
+
+__all__ = [
+    "STATUS_ERROR",
+    "AmbiguousTraceId",
+    "Problem",
+    "SpanRecord",
+    "Trace",
+    "TraceIndex",
+    "TraceSummary",
+    "any_value",
+    "index_traces",
+    "key_values",
+    "load_trace",
+    "resolve_trace_id",
+]
+
+# OTLP Status.code; the protobuf JSON mapping also allows the enum names.
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
+_STATUS_NAMES = {"STATUS_CODE_UNSET": STATUS_UNSET, "STATUS_CODE_OK": STATUS_OK, "STATUS_CODE_ERROR": STATUS_ERROR}
+# SpanFlags bit 9: the parent span is remote (its process wrote it elsewhere): the span is this service's root.
+_FLAG_PARENT_IS_REMOTE = 0x200
+_KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A line (or file, ``line == 0``) that could not be read; reported, then skipped."""
+
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}" if self.line else f"{self.path}: {self.message}"
+
+
+ProblemHandler = Callable[[Problem], None]
+
+
+@dataclass(slots=True)
+class TraceSummary:
+    """What the trace list shows about one trace; kept for every trace while a folder is indexed."""
+
+    trace_id: str
+    root_name: str
+    has_root: bool
+    start_ns: int
+    end_ns: int
+    span_count: int
+    error_count: int
+    service: str | None
+    first_file: int  # index in TraceIndex.files of the first and last file holding one of its spans
+    last_file: int
+
+    @property
+    def duration_ns(self) -> int:
+        return max(self.end_ns - self.start_ns, 0)
+
+
+@dataclass
+class TraceIndex:
+    """The traces of a folder of offline artifacts."""
+
+    directory: Path
+    files: list[Path]
+    traces: dict[str, TraceSummary] = field(default_factory=dict)
+    span_count: int = 0
+    problem_count: int = 0
+
+    def newest_first(self) -> list[TraceSummary]:
+        """Every trace, the latest start first (ties broken by trace id, so the order is stable)."""
+        return sorted(self.traces.values(), key=lambda t: (-t.start_ns, t.trace_id))
+
+
+class AmbiguousTraceId(LookupError):
+    """A trace id prefix that matches more than one trace."""
+
+    def __init__(self, prefix: str, matches: list[str]) -> None:
+        super().__init__(prefix, matches)
+        self.prefix = prefix
+        self.matches = matches
+
+
+@dataclass
+class SpanRecord:
+    """One span of a loaded trace, with OTLP values decoded to plain Python values."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    parent_is_remote: bool
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    status_code: int
+    status_message: str
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+    links: list[dict[str, Any]]
+    resource: dict[str, Any]
+    scope: dict[str, Any]
+    source: str  # "<file>:<line>"
+    depth: int = 0
+    is_last: bool = True  # the last child of its parent (for tree glyphs)
+    ancestors_last: tuple[bool, ...] = ()  # is_last of each ancestor below the root (for tree glyphs)
+
+    @property
+    def duration_ns(self) -> int:
+        return max(self.end_ns - self.start_ns, 0)
+
+    @property
+    def is_error(self) -> bool:
+        return self.status_code == STATUS_ERROR
+
+    @property
+    def observation_type(self) -> str:
+        """FluxLoop's observation type, else the OTel span kind (``internal``, ``server``, ...)."""
+        value = self.attributes.get(attr.OBSERVATION_TYPE)
+        return value if isinstance(value, str) and value else _KIND_NAMES.get(self.kind, "span")
+
+    @property
+    def kind_name(self) -> str:
+        return _KIND_NAMES.get(self.kind, str(self.kind))
+
+
+@dataclass
+class Trace:
+    """A whole trace: its spans in tree order (depth first, siblings by start time)."""
+
+    summary: TraceSummary
+    spans: list[SpanRecord]
+
+    @property
+    def start_ns(self) -> int:
+        return min((s.start_ns for s in self.spans), default=self.summary.start_ns)
+
+    @property
+    def end_ns(self) -> int:
+        return max((s.end_ns for s in self.spans), default=self.summary.end_ns)
+
+
+# --- listing -------------------------------------------------------------------------------------------------
+
+
+def index_traces(directory: Path, on_problem: ProblemHandler) -> TraceIndex:
+    """Summarize every trace in the ``.jsonl`` files of ``directory``, one request (line) in memory at a time."""
+    index = TraceIndex(directory, iter_offline_files(directory))
+    for file_number, path in enumerate(index.files):
+        for number, request, error in read_requests(path):
+            if request is None:
+                index.problem_count += 1
+                on_problem(Problem(path, number, error or "unreadable line"))
+                continue
+            last_resource: Any = None
+            service: str | None = None
+            for resource_spans, _scope_spans, span in _otlp_spans(request):
+                if resource_spans is not last_resource:  # one resource holds many spans: look its name up once
+                    last_resource, service = resource_spans, _service_name(resource_spans)
+                try:
+                    basics = _span_basics(span)
+                except (TypeError, ValueError, AttributeError, KeyError) as problem:
+                    index.problem_count += 1
+                    on_problem(Problem(path, number, f"span skipped: {problem}"))
+                    continue
+                _add_span(index, basics, service, file_number)
+    return index
+
+
+def _add_span(index: TraceIndex, basics: tuple[str, int, int, bool, bool, str], service: str | None,
+              file_number: int) -> None:
+    trace_id, start, end, error, root, name = basics
+    index.span_count += 1
+    summary = index.traces.get(trace_id)
+    if summary is None:
+        index.traces[trace_id] = TraceSummary(trace_id, name, root, start, end, 1, int(error), service,
+                                              file_number, file_number)
+        return
+    summary.span_count += 1
+    summary.error_count += error
+    summary.last_file = file_number
+    # The root's name and service (the earliest root if several); without a root in the files, the earliest
+    # span's name stands in.
+    if (root and not summary.has_root) or (root == summary.has_root and start < summary.start_ns):
+        summary.root_name, summary.has_root = name, root
+        if service is not None:
+            summary.service = service
+    elif summary.service is None:
+        summary.service = service
+    if start < summary.start_ns:
+        summary.start_ns = start
+    if end > summary.end_ns:
+        summary.end_ns = end
+
+
+def resolve_trace_id(index: TraceIndex, prefix: str | None) -> TraceSummary | None:
+    """The trace whose id starts with ``prefix`` (any case), the newest one when ``prefix`` is None.
+
+    Returns None when nothing matches; raises :class:`AmbiguousTraceId` when several traces match.
+    """
+    if prefix is None:
+        newest = index.newest_first()
+        return newest[0] if newest else None
+    prefix = prefix.lower()
+    exact = index.traces.get(prefix)
+    if exact is not None:
+        return exact
+    matches = sorted(trace_id for trace_id in index.traces if trace_id.startswith(prefix))
+    if len(matches) > 1:
+        raise AmbiguousTraceId(prefix, matches)
+    return index.traces[matches[0]] if matches else None
+
+
+def _span_basics(span: Any) -> tuple[str, int, int, bool, bool, str]:
+    """(trace id, start, end, is error, is root, name) of an OTLP/JSON span; raises on a malformed span."""
+    if not isinstance(span, dict):
+        raise ValueError(f"expected a span object, got {type(span).__name__}")
+    trace_id = span.get("traceId")
+    if not isinstance(trace_id, str) or len(trace_id) != 32:
+        raise ValueError(f"bad traceId {trace_id!r}")
+    start = int(span.get("startTimeUnixNano") or 0)
+    end = int(span.get("endTimeUnixNano") or start)
+    status = span.get("status") or {}
+    code = status.get("code", STATUS_UNSET)
+    error = _STATUS_NAMES.get(code, code) == STATUS_ERROR
+    root = not span.get("parentSpanId") or bool(int(span.get("flags") or 0) & _FLAG_PARENT_IS_REMOTE)
+    name = span.get("name")
+    return trace_id.lower(), start, end, error, root, sys.intern(name) if isinstance(name, str) else ""
+
+
+_SERVICE_CACHE: dict[str, str] = {}
+
+
+def _service_name(resource_spans: dict[str, Any]) -> str | None:
+    resource = resource_spans.get("resource")
+    for item in _list(resource.get("attributes") if isinstance(resource, dict) else None):
+        if isinstance(item, dict) and item.get("key") == attr.SERVICE_NAME:
+            value = any_value(item.get("value"))
+            if isinstance(value, str):
+                return _SERVICE_CACHE.setdefault(value, value)  # one string object per service name
+    return None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _otlp_spans(request: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any], Any]]:
+    """(resourceSpans, scopeSpans, span) for each span of an OTLP/JSON request; malformed containers are skipped."""
+    for resource_spans in _list(request.get("resourceSpans")):
+        if isinstance(resource_spans, dict):
+            for scope_spans in _list(resource_spans.get("scopeSpans")):
+                if isinstance(scope_spans, dict):
+                    for span in _list(scope_spans.get("spans")):
+                        yield resource_spans, scope_spans, span
+
+
+# --- one trace -----------------------------------------------------------------------------------------------
+
+
+def load_trace(index: TraceIndex, summary: TraceSummary) -> Trace:
+    """Read every span of ``summary``'s trace from the files that hold it, arranged as a tree.
+
+    Unreadable lines were reported by :func:`index_traces`; they are skipped silently here.
+    """
+    wanted = summary.trace_id
+    by_id: dict[str, SpanRecord] = {}
+    for path in index.files[summary.first_file:summary.last_file + 1]:
+        for number, request, _error in read_requests(path):
+            if request is None:
+                continue
+            for record in _spans_of(request, wanted, f"{path}:{number}"):
+                by_id.setdefault(record.span_id, record)  # a span written twice is shown once
+    return Trace(summary, _tree_order(list(by_id.values())))
+
+
+def _spans_of(request: Mapping[str, Any], trace_id: str, source: str) -> Iterator[SpanRecord]:
+    for resource_spans, scope_spans, span in _otlp_spans(request):
+        if not isinstance(span, dict) or str(span.get("traceId", "")).lower() != trace_id:
+            continue
+        resource = resource_spans.get("resource")
+        try:
+            yield _span_record(span, key_values(resource.get("attributes")) if isinstance(resource, dict) else {},
+                               _scope(scope_spans.get("scope")), source)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            continue  # reported by the index pass
+
+
+def _scope(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, Any] = {k: value[k] for k in ("name", "version") if isinstance(value.get(k), str)}
+    if value.get("attributes"):
+        out["attributes"] = key_values(value.get("attributes"))
+    return out
+
+
+def _span_record(span: dict[str, Any], resource: dict[str, Any], scope: dict[str, Any], source: str) -> SpanRecord:
+    trace_id, start, end, _error, _root, name = _span_basics(span)
+    status = span.get("status") or {}
+    code = status.get("code", STATUS_UNSET)
+    parent = span.get("parentSpanId") or None
+    return SpanRecord(
+        trace_id=trace_id,
+        span_id=str(span.get("spanId") or "").lower(),
+        parent_span_id=str(parent).lower() if parent else None,
+        parent_is_remote=bool(int(span.get("flags") or 0) & _FLAG_PARENT_IS_REMOTE),
+        name=name,
+        kind=int(span.get("kind") or 0),
+        start_ns=start,
+        end_ns=end,
+        status_code=int(_STATUS_NAMES.get(code, code)),
+        status_message=str(status.get("message") or ""),
+        attributes=key_values(span.get("attributes")),
+        events=[_event(e) for e in _list(span.get("events")) if isinstance(e, dict)],
+        links=[_link(link) for link in _list(span.get("links")) if isinstance(link, dict)],
+        resource=resource,
+        scope=scope,
+        source=source,
+    )
+
+
+def _event(event: dict[str, Any]) -> dict[str, Any]:
+    return {"name": str(event.get("name") or ""), "time_unix_nano": int(event.get("timeUnixNano") or 0),
+            "attributes": key_values(event.get("attributes"))}
+
+
+def _link(link: dict[str, Any]) -> dict[str, Any]:
+    return {"trace_id": str(link.get("traceId") or "").lower(), "span_id": str(link.get("spanId") or "").lower(),
+            "attributes": key_values(link.get("attributes"))}
+
+
+def _tree_order(spans: list[SpanRecord]) -> list[SpanRecord]:
+    """Depth-first order from the roots, siblings by start time; spans in a parent cycle are appended as roots."""
+    spans.sort(key=lambda s: (s.start_ns, s.span_id))
+    present = {s.span_id for s in spans}
+    children: dict[str, list[SpanRecord]] = {}
+    roots: list[SpanRecord] = []
+    for span in spans:
+        if span.parent_span_id and span.parent_span_id in present and span.parent_span_id != span.span_id:
+            children.setdefault(span.parent_span_id, []).append(span)
+        else:
+            roots.append(span)
+    ordered: list[SpanRecord] = []
+    seen: set[str] = set()
+    for root in roots + spans:  # spans left unseen after the roots have parents forming a cycle: roots too
+        if root.span_id in seen:
+            continue
+        # Iterative depth-first walk: a chain of nested spans can be deeper than Python's recursion limit.
+        stack: list[tuple[SpanRecord, int, bool, tuple[bool, ...]]] = [(root, 0, True, ())]
+        while stack:
+            span, depth, is_last, ancestors_last = stack.pop()
+            if span.span_id in seen:
+                continue
+            seen.add(span.span_id)
+            span.depth, span.is_last, span.ancestors_last = depth, is_last, ancestors_last
+            ordered.append(span)
+            below = [c for c in children.get(span.span_id, ()) if c.span_id not in seen]
+            inherited = (*ancestors_last, is_last) if depth else ()
+            for position in range(len(below) - 1, -1, -1):
+                stack.append((below[position], depth + 1, position == len(below) - 1, inherited))
+    # Roots are siblings too: only the last one closes the tree.
+    top = [s for s in ordered if s.depth == 0]
+    for position, span in enumerate(top):
+        span.is_last = position == len(top) - 1
+    return ordered
+
+
+# --- OTLP values -----------------------------------------------------------------------------------------------
+
+
+def key_values(items: Any) -> dict[str, Any]:
+    """OTLP/JSON ``KeyValue`` list → ``{key: plain value}``."""
+    out: dict[str, Any] = {}
+    for item in _list(items):
+        if isinstance(item, dict) and isinstance(item.get("key"), str):
+            out[item["key"]] = any_value(item.get("value"))
+    return out
+
+
+def any_value(value: Any) -> Any:
+    """An OTLP/JSON ``AnyValue`` as a plain value (bytes stay base64 text, non-finite doubles become strings)."""
+    if not isinstance(value, dict):
+        return None
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "intValue" in value:
+        try:
+            return int(value["intValue"])
+        except (TypeError, ValueError):
+            return value["intValue"]
+    if "doubleValue" in value:
+        number = value["doubleValue"]
+        return float(number) if isinstance(number, (int, float)) else str(number)
+    if "arrayValue" in value:
+        return [any_value(v) for v in _list((value["arrayValue"] or {}).get("values"))]
+    if "kvlistValue" in value:
+        return key_values((value["kvlistValue"] or {}).get("values"))
+    if "bytesValue" in value:
+        return value["bytesValue"]  # base64 text, as in the file
+    return None
