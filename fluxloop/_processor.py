@@ -56,6 +56,9 @@ class FluxLoopSpanProcessor(SpanProcessor):
         self._dropped_since_report = 0
         self._shutdown = False
         self._init_worker_state()
+        # Start the worker now, not on the first span: starting a thread costs the calling thread about a
+        # millisecond, which would show in that span's trace. (A forked child starts its own lazily.)
+        self._ensure_worker()
         weak_reinit = weakref.WeakMethod(self._after_fork_in_child)
         os.register_at_fork(after_in_child=lambda: (m := weak_reinit()) and m())  # type: ignore[func-returns-value]
 

@@ -157,16 +157,18 @@ class _Runtime:
             recording.reset()
             resolved = resolve_env()
             report_env_warnings(resolved)
-            self._apply(resolved, recording_changed=resolved.config.record_args)
+            # Tear down what configure() built, even where the new config would reuse it: a fresh start.
+            self._apply(resolved, recording_changed=resolved.config.record_args, rebuild=True)
+            self.retired = dict.fromkeys(self.retired, 0)  # get_stats() counts from here
 
-    def _apply(self, resolved: Resolved, recording_changed: bool) -> None:
+    def _apply(self, resolved: Resolved, recording_changed: bool, rebuild: bool = False) -> None:
         global STATE
         old, new = self.resolved.config, resolved.config
         self.resolved = resolved
         self._apply_logging(new)
         if recording_changed:
             self._apply_recording(new)
-        if self.started and _changed(old, new, _PIPELINE_OPTIONS):
+        if self.started and (rebuild or _changed(old, new, _PIPELINE_OPTIONS)):
             self._retire(self.switch.swap(build_processor(new)))
         tracer = None
         if self.started and new.enabled:
