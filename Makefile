@@ -6,6 +6,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
+# Fragments (real OTLP backends for the e2e tests; benchmarks): included before the rules that use their
+# variables, since prerequisites are expanded when a rule is read.
+include mk/backends.mk
+include mk/bench.mk
+
+.DEFAULT_GOAL := demo
+
 .PHONY: install demo test test-fast clean
 
 $(STAMP): pyproject.toml
@@ -31,6 +38,3 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache fluxloop_artifacts *.egg-info
-
-include mk/backends.mk
-include mk/bench.mk

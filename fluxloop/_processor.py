@@ -150,12 +150,14 @@ class FluxLoopSpanProcessor(SpanProcessor):
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             while True:
-                self._wake.wait(self._flush_interval)
+                timer = not self._wake.wait(self._flush_interval)
                 self._wake.clear()
                 requests = []
                 while self._flush_requests:
                     requests.append(self._flush_requests.popleft())
-                self._drain()
+                # Woken because a batch filled: send full batches only, the rest waits for more spans or the
+                # timer. On the timer, a flush or shutdown: send everything queued now.
+                self._drain(full_batches_only=not (timer or requests or self._shutdown))
                 for request in requests:
                     request.done.set()
                 if self._shutdown:
@@ -164,11 +166,13 @@ class FluxLoopSpanProcessor(SpanProcessor):
         finally:
             detach(token)
 
-    def _drain(self) -> None:
+    def _drain(self, full_batches_only: bool = False) -> None:
         # Export what is queued now, in batches; spans arriving meanwhile wait for the next round, so a
         # flush under a flat-out producer still ends.
         queue = self._queue
         target = len(queue)
+        if full_batches_only:
+            target -= target % self._batch_size
         sent = 0
         self._busy = True
         try:

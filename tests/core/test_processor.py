@@ -173,3 +173,18 @@ def test_fork_child_exports_its_own_spans_never_the_parents(tmp_path) -> None:
     assert processor.force_flush(10_000)
     assert out.read_text().splitlines().count(f"{os.getpid()} parent-queued") == 5
     processor.shutdown()
+
+
+def test_a_filled_batch_sends_full_batches_and_the_rest_waits() -> None:
+    exporter = GatedExporter()
+    exporter.gate.set()
+    provider, processor = make(exporter, batch_size=4, flush_interval=3600)
+    emit(provider, 10)
+    assert processor.force_flush(10_000)
+    emit(provider, 3)
+    assert processor.force_flush(10_000)
+    # 10 spans: two full batches when the batch filled, the 2 left over only at the flush; then the 3.
+    assert sum(exporter.batches) == 13
+    assert exporter.batches[-1] == 3
+    assert all(size == 4 for size in exporter.batches[:-2])
+    processor.shutdown()
