@@ -30,7 +30,10 @@ demo: $(STAMP)
 	$(BIN)/fluxloop traces
 	$(BIN)/fluxloop traces show
 
-test: $(STAMP) $(E2E_BACKENDS)
+# The e2e backends and the peers' bench venv are built once (stamps); FLUXLOOP_E2E=0 skips both.
+TEST_VENVS := $(if $(filter 0,$(FLUXLOOP_E2E)),,$(E2E_BACKENDS) $(BENCH_PEERS_STAMP))
+
+test: $(STAMP) $(TEST_VENVS)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
