@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from fluxloop.cli._args import int_at_least, plural
 from fluxloop.replay import ReplayError, ReplayResult, load_callable, load_records, replay_record, select_records
 
 NAME = "replay"
@@ -28,21 +29,11 @@ def _factory_spec(value: str) -> str:
     return value
 
 
-def _iteration(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    return number
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="recording file (JSON lines written by FluxLoop recording)")
     parser.add_argument("--target", metavar="T", help="only records of this target (module:qualname)")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--iteration", metavar="N", type=_iteration, help="only records with this iteration")
+    which.add_argument("--iteration", metavar="N", type=int_at_least(0), help="only records with this iteration")
     which.add_argument("--all", action="store_true", help="every record (default: the last one of each target)")
     parser.add_argument("--factory", metavar="MODULE:CALLABLE", type=_factory_spec,
                         help="builds the instance for Class.method targets (default: Class())")
@@ -92,7 +83,7 @@ def _print_result(result: ReplayResult, verbose: bool, out: TextIO) -> None:
     record = result.record
     head = (f"{'ok' if result.ok else 'error':<5}  {record.target}  iteration {record.iteration}  "
             f"(line {record.line})  {result.duration * 1000:.1f} ms  "
-            f"{_count(len(result.messages), 'message')}, {_count(len(result.errors), 'error')} sent")
+            f"{plural(len(result.messages), 'message')}, {plural(len(result.errors), 'error')} sent")
     print(head, file=out)
     if result.error:
         print(f"       {result.error}", file=out)
@@ -101,15 +92,11 @@ def _print_result(result: ReplayResult, verbose: bool, out: TextIO) -> None:
     if result.masked:
         print(f"       masked in the recording, replayed as \"***\": {', '.join(result.masked)}", file=out)
     for path, calls in result.stub_calls.items():
-        print(f"       stub {path} called {_count(len(calls), 'time')}", file=out)
+        print(f"       stub {path} called {plural(len(calls), 'time')}", file=out)
     if verbose:
         for label, items in (("message", result.messages), ("error", result.errors)):
             for item in items:
                 print(f"       {label}: {_preview(item)}", file=out)
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _preview(value: Any) -> str:

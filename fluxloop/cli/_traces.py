@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import orjson
 
 from fluxloop._runtime import RUNTIME
+from fluxloop.cli._args import int_at_least, plural
 from fluxloop.cli._artifacts import (
     STATUS_ERROR,
     AmbiguousTraceId,
@@ -41,16 +42,6 @@ _HEX_PREFIX = re.compile(r"[0-9a-fA-F]{1,32}")
 _STATUS_NAMES = {0: "UNSET", 1: "OK", STATUS_ERROR: "ERROR"}
 
 
-def _limit(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    return number
-
-
 def _trace_id_prefix(value: str) -> str:
     if not _HEX_PREFIX.fullmatch(value):
         raise argparse.ArgumentTypeError(f"expected a trace id or a prefix of one (1-32 hex digits), got {value!r}")
@@ -62,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("Unreadable lines are reported on stderr as FILE:LINE and skipped. Colors only on a terminal, "
                      "never when NO_COLOR is set.")
     parser.add_argument("--dir", metavar="D", help=dir_help)
-    parser.add_argument("--limit", metavar="N", type=_limit, default=_DEFAULT_LIMIT,
+    parser.add_argument("--limit", metavar="N", type=int_at_least(0), default=_DEFAULT_LIMIT,
                         help=f"show the N newest traces (default {_DEFAULT_LIMIT}; 0 shows all)")
     parser.add_argument("--errors", action="store_true", help="only traces with at least one span in error")
     parser.add_argument("--json", action="store_true", help="one JSON object per trace (JSON Lines)")
@@ -99,8 +90,8 @@ def _list(index: TraceIndex, args: argparse.Namespace, out: TextIO, err: TextIO)
             out.write(orjson.dumps(summary_dict(trace)).decode() + "\n")
     elif shown:
         render_trace_list(shown, out, Painter.for_stream(out))
-    kind = _plural(len(traces), "trace") + (" with errors" if args.errors else "")
-    note = (f"{kind} ({_plural(index.span_count, 'span')}) in {_plural(len(index.files), 'file')} "
+    kind = plural(len(traces), "trace") + (" with errors" if args.errors else "")
+    note = (f"{kind} ({plural(index.span_count, 'span')}) in {plural(len(index.files), 'file')} "
             f"under {index.directory}")
     if len(shown) < len(traces):
         note += f"; showing the {len(shown):,} newest (--limit 0 shows all)"
@@ -177,10 +168,6 @@ def span_dict(span: SpanRecord) -> dict[str, Any]:
         "scope": span.scope,
         "source": span.source,
     }
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 class _ProblemReport:

@@ -30,7 +30,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlparse
 
 import orjson
 import requests
@@ -39,6 +38,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from fluxloop._runtime import RUNTIME
 from fluxloop._version import __version__
+from fluxloop.cli._args import int_at_least, plural, seconds, url
 from fluxloop.cli._render import ProgressBar
 from fluxloop_otel_exporter import iter_offline_files, read_requests, request_to_protobuf, traces_endpoint
 
@@ -59,44 +59,17 @@ _TRUNCATED = "truncated last line"  # how read_requests words an unterminated la
 _OK, _FAILED = 0, 1
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}")
-    return number
-
-
-def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0.0
-    if not 0 < number <= 3600:
-        raise argparse.ArgumentTypeError(f"expected seconds in (0, 3600], got {value!r}")
-    return number
-
-
-def _url(value: str) -> str:
-    parsed = urlparse(value.strip())
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {value!r}")
-    return value.strip()
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (f"What each collector acknowledged is recorded in <artifact>{STATE_SUFFIX}, so a second run, "
                      "or a run after an interruption, sends only what is new. Only complete lines are sent. "
                      "Exit status: 0 everything sent, 1 a batch failed or lines were unreadable, 2 usage.")
     parser.add_argument("--dir", metavar="D",
                         help="folder of offline artifacts (default: the configured offline_dir)")
-    parser.add_argument("--collector-url", metavar="U", type=_url,
+    parser.add_argument("--collector-url", metavar="U", type=url,
                         help="collector base URL or full /v1/traces URL (default: the configured collector_url)")
-    parser.add_argument("--batch-size", metavar="N", type=_positive_int,
+    parser.add_argument("--batch-size", metavar="N", type=int_at_least(1),
                         help="at most N spans per request (default: the configured batch_size)")
-    parser.add_argument("--timeout", metavar="S", type=_seconds,
+    parser.add_argument("--timeout", metavar="S", type=seconds,
                         help="seconds per batch, retries included (default: the configured timeout)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
@@ -161,16 +134,12 @@ def _finish(result: UploadResult, as_json: bool) -> int:
     if as_json:
         sys.stdout.write(orjson.dumps({**result.__dict__, "ok": result.ok}).decode() + "\n")
     elif result.requests or result.lines:
-        print(f"delivered {_plural(result.spans, 'span')} ({_plural(result.lines, 'line')}, "
-              f"{_plural(result.requests, 'request')}) to {result.endpoint}")
+        print(f"delivered {plural(result.spans, 'span')} ({plural(result.lines, 'line')}, "
+              f"{plural(result.requests, 'request')}) to {result.endpoint}")
     elif result.files and not result.error:
         print(f"nothing new to upload: {result.files_already_delivered:,} of {result.files:,} files already "
               f"delivered to {result.endpoint}")
     return _OK if result.ok else _FAILED
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _lock(directory: Path) -> int | None:
