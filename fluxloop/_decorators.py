@@ -19,6 +19,7 @@ from opentelemetry.trace import Span
 
 from fluxloop import _attributes as attr
 from fluxloop import _runtime, recording
+from fluxloop._binding import make_binder
 from fluxloop._context import _CURRENT
 from fluxloop._errors import internal_error
 from fluxloop._spans import attribute_value, put_json, record_exception
@@ -39,51 +40,6 @@ _detach = otel_context.detach
 
 
 # -- decoration time ------------------------------------------------------------------------------------------
-def _binder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
-    """A function mapping (args, kwargs) to arguments by parameter name, ``self``/``cls`` left out."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return lambda args, kwargs: {"args": list(args), **kwargs}
-    params = list(sig.parameters.values())
-    skip = 1 if params and params[0].name in ("self", "cls") and params[0].kind in (
-        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) else 0
-    names = tuple(p.name for p in params[skip:])
-    defaults = tuple((p.name, p.default) for p in params[skip:] if p.default is not inspect.Parameter.empty)
-    count = len(names)
-
-    if all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params):
-        def bind_simple(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-            bound = dict(zip(names, args[skip:] if skip else args))
-            if kwargs:
-                bound.update(kwargs)
-            if len(bound) < count:
-                for name, default in defaults:
-                    if name not in bound:
-                        bound[name] = default
-            return bound
-        return bind_simple
-
-    def bind_general(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        try:
-            ba = sig.bind_partial(*args, **kwargs)
-        except TypeError:  # the call itself will fail; record what was passed
-            return {"args": list(args[skip:]), **kwargs}
-        ba.apply_defaults()
-        bound: dict[str, Any] = {}
-        for i, (name, value) in enumerate(ba.arguments.items()):
-            if i < skip and params[0].name == name:
-                continue
-            if sig.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
-                bound.update(value)
-            elif sig.parameters[name].kind is inspect.Parameter.VAR_POSITIONAL:
-                bound[name] = list(value)
-            else:
-                bound[name] = value
-        return bound
-    return bind_general
-
-
 class _Spec:
     """Everything about one decorated function that does not change between calls."""
 
@@ -99,7 +55,7 @@ class _Spec:
         self.capture_tokens = capture_tokens
         self.record = record
         self.target = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
-        self.bind = _binder(fn)
+        self.bind = make_binder(fn)
 
 
 # -- call time ------------------------------------------------------------------------------------------------
