@@ -29,6 +29,7 @@ class Attempt:
     headers: dict[str, str]
     request: ExportTraceServiceRequest
     action: Any
+    body: bytes = b""  # as received (still compressed)
 
 
 class OtlpSink:
@@ -50,7 +51,7 @@ class OtlpSink:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                raw = body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 encoding = (self.headers.get("Content-Encoding") or "").lower()
                 if encoding == "gzip":
                     body = gzip.decompress(body)
@@ -60,7 +61,8 @@ class OtlpSink:
                 with sink.lock:
                     action = sink.script.popleft() if sink.script else sink.default
                     sink.attempts.append(Attempt(time.monotonic(), self.path,
-                                                 {k.lower(): v for k, v in self.headers.items()}, request, action))
+                                                 {k.lower(): v for k, v in self.headers.items()}, request, action,
+                                                 raw))
                 if action == DROP:
                     self.close_connection = True
                     return

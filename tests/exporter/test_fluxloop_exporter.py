@@ -11,11 +11,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+import requests
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from fluxloop_otel_exporter import FluxLoopSpanExporter, iter_offline_files, read_requests, traces_endpoint
+from fluxloop_otel_exporter._session import CollectorSession
 
 from ._otlp_sink import DROP, OtlpSink
 
@@ -76,6 +78,39 @@ def test_endpoint_already_ending_in_v1_traces_is_used_as_is(sink: OtlpSink, make
     exporter = make_exporter(sink.url + "/v1/traces", compression="none")
     assert exporter.export(make_spans(1)) is SpanExportResult.SUCCESS
     assert sink.attempts[0].path == "/v1/traces" and "content-encoding" not in sink.attempts[0].headers
+
+
+# The gzip header's XFL byte (RFC 1952) as zlib writes it: 4 = fastest (level 1), 2 = best (level 9).
+GZIP_FASTEST, GZIP_BEST = 4, 2
+
+
+def test_gzip_at_level_1_compressed_once_for_all_retries(sink: OtlpSink, make_exporter, make_spans) -> None:
+    sink.script.append(503)
+    exporter = make_exporter(sink.url, timeout=5.0)
+    spans = make_spans(20, name="gz", payload="x" * 200)
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    first, second = sink.attempts
+    assert first.headers["content-encoding"] == second.headers["content-encoding"] == "gzip"
+    assert first.body[:2] == b"\x1f\x8b" and first.body[8] == GZIP_FASTEST
+    assert first.body is not second.body and first.body == second.body
+    assert len(first.body) < first.request.ByteSize() / 4
+    assert sorted(sink.delivered_span_names()) == sorted(s.name for s in spans)
+
+
+def test_deflate_is_compressed_by_our_session_too(sink: OtlpSink, make_exporter, make_spans) -> None:
+    exporter = make_exporter(sink.url, compression="deflate")
+    assert exporter.export(make_spans(3, name="df")) is SpanExportResult.SUCCESS
+    [attempt] = sink.attempts
+    assert attempt.headers["content-encoding"] == "deflate" and attempt.body[:1] == b"\x78"
+    assert sink.delivered_span_names() == ["df-0", "df-1", "df-2"]
+
+
+def test_a_session_of_your_own_gets_the_stock_compression(sink: OtlpSink, make_exporter, make_spans) -> None:
+    exporter = make_exporter(sink.url, session=requests.Session())
+    assert exporter.export(make_spans(2, name="own")) is SpanExportResult.SUCCESS
+    [attempt] = sink.attempts
+    assert attempt.headers["content-encoding"] == "gzip" and attempt.body[8] == GZIP_BEST
+    assert sink.delivered_span_names() == ["own-0", "own-1"]
 
 
 def test_refused_collector_spools_and_warns_once(refused_url, make_exporter, make_spans, tmp_path, caplog) -> None:
@@ -285,3 +320,10 @@ def test_in_a_batch_span_processor(collector: str, sink: OtlpSink, refused_url: 
         assert sorted(sink.delivered_span_names()) == expected and iter_offline_files(tmp_path) == []
     else:
         assert sorted(spooled_names(tmp_path)) == expected and exporter.counters.spooled == 50
+
+
+def test_collector_session_rejects_what_it_cannot_compress() -> None:
+    with pytest.raises(ValueError):
+        CollectorSession(fail_fast_on_refused=False, content_encoding="br")
+    with pytest.raises(ValueError):
+        CollectorSession(fail_fast_on_refused=False, content_encoding="gzip", compresslevel=10)
