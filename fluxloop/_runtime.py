@@ -64,14 +64,29 @@ def _call_state(config: FluxLoopConfig, tracer: trace.Tracer | None) -> CallStat
                      config)
 
 
+class _HashedResource(Resource):
+    """A Resource whose hash is computed once. Resource is immutable, but its own ``__hash__`` runs ``json.dumps``
+    of every attribute on each call, and the stock OTLP encoder hashes the resource once per exported span."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._fluxloop_hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._fluxloop_hash
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other)
+
+
 def _resource(config: FluxLoopConfig) -> Resource:
-    return Resource.create({
+    return _HashedResource(Resource.create({
         **config.resource_attributes,
         attr.SERVICE_NAME: config.service_name,
         attr.DEPLOYMENT_ENVIRONMENT: config.environment,
         attr.TELEMETRY_DISTRO_NAME: attr.DISTRO_NAME,
         attr.TELEMETRY_DISTRO_VERSION: __version__,
-    })
+    }))
 
 
 def _changed(old: FluxLoopConfig, new: FluxLoopConfig, names: tuple[str, ...]) -> bool:

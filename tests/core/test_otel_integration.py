@@ -140,3 +140,15 @@ def test_shared_provider_applies_sample_rate_per_trace() -> None:
     assert proc.returncode == 0, proc.stderr
     roots, kids, same = proc.stdout.split()
     assert 100 < int(roots) < 300 and int(kids) == 2 * int(roots) and same == "True"
+
+
+def test_fluxloop_resource_hashes_once_and_like_a_plain_resource() -> None:
+    from opentelemetry.sdk.resources import Resource
+
+    from fluxloop._config import FluxLoopConfig
+    from fluxloop._runtime import _resource
+
+    resource = _resource(FluxLoopConfig(service_name="svc"))
+    plain = Resource(resource.attributes, resource.schema_url)
+    assert resource == plain and hash(resource) == hash(plain)
+    assert {resource: 1}[plain] == 1  # groups with equal resources, as the OTLP encoder does
