@@ -1,6 +1,6 @@
-"""Throughput of the OTLP/JSON encoder on FluxLoop-like spans (not a test; run it by hand).
+"""Throughput of the OTLP/JSON and protobuf encoders on FluxLoop-like spans (not a test; run it by hand).
 
-    PYTHONPATH=. .venv/bin/python tests/exporter/bench_encoder.py
+    PYTHONPATH=. .venv/bin/python -m benchmarks.prototypes.bench_encoder
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from benchmarks.prototypes.otlp_proto import encode_spans_protobuf
 from fluxloop_otel_exporter import encode_spans_json
 
 N_SPANS = 20_000
@@ -54,8 +55,10 @@ def main() -> None:
     rate(encode_spans_json, spans[:2048])  # warm up
     best_json = max(rate(encode_spans_json, spans) for _ in range(3))
     best_pb = max(rate(lambda b: encode_spans(b).SerializeToString(), spans) for _ in range(3))
+    best_ours = max(rate(encode_spans_protobuf, spans) for _ in range(3))
     size = len(encode_spans_json(spans[:BATCH])) / BATCH
     print(f"encode_spans_json: {best_json:,.0f} spans/s ({size:.0f} bytes/span, batches of {BATCH})")
+    print(f"encode_spans_protobuf: {best_ours:,.0f} spans/s")
     print(f"stock protobuf encode_spans + SerializeToString: {best_pb:,.0f} spans/s (reference)")
 
 
