@@ -12,12 +12,20 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from fluxloop._config import FluxLoopConfig
+from fluxloop._config import FluxLoopConfig, report_env_warnings, resolve_env
 from fluxloop._processor import FluxLoopSpanProcessor
 from fluxloop._sampling import keeps_trace
 from fluxloop_otel_exporter import FluxLoopSpanExporter
 
 _logger = logging.getLogger("fluxloop")
+
+
+def exporter_options(config: FluxLoopConfig) -> dict[str, Any]:
+    """``FluxLoopSpanExporter`` keyword arguments for ``config``."""
+    return {"endpoint": config.collector_url, "api_key": config.api_key, "headers": dict(config.headers),
+            "timeout": config.timeout, "use_collector": config.use_collector,
+            "offline_enabled": config.offline_enabled, "offline_dir": config.offline_dir,
+            "max_file_bytes": config.offline_max_file_bytes, "probe_interval": config.probe_interval}
 
 
 def build_processor(config: FluxLoopConfig) -> FluxLoopSpanProcessor | None:
@@ -27,19 +35,23 @@ def build_processor(config: FluxLoopConfig) -> FluxLoopSpanProcessor | None:
     if not config.use_collector and not config.offline_enabled:
         _logger.warning("fluxloop: use_collector and offline_enabled are both off: spans are not exported")
         return None
-    exporter = FluxLoopSpanExporter(
-        config.collector_url,
-        api_key=config.api_key,
-        headers=dict(config.headers),
-        timeout=config.timeout,
-        use_collector=config.use_collector,
-        offline_enabled=config.offline_enabled,
-        offline_dir=config.offline_dir,
-        max_file_bytes=config.offline_max_file_bytes,
-        probe_interval=config.probe_interval,
-    )
+    exporter = FluxLoopSpanExporter(**exporter_options(config))
     return FluxLoopSpanProcessor(exporter, max_queue_size=config.max_queue_size, batch_size=config.batch_size,
                                  flush_interval=config.flush_interval)
+
+
+class EnvConfiguredSpanExporter(FluxLoopSpanExporter):
+    """The ``fluxloop`` entry point of the ``opentelemetry_traces_exporter`` group.
+
+    OpenTelemetry's auto-configuration (``OTEL_TRACES_EXPORTER=fluxloop`` with ``opentelemetry-instrument``)
+    builds exporters with no arguments; this one takes its settings from ``FLUXLOOP_*`` / ``OTEL_*`` through the
+    same resolver as ``configure()``.
+    """
+
+    def __init__(self, **overrides: Any) -> None:
+        resolved = resolve_env()
+        report_env_warnings(resolved)
+        super().__init__(**{**exporter_options(resolved.config), **overrides})
 
 
 class PipelineSwitch(SpanProcessor):

@@ -152,3 +152,23 @@ def test_fluxloop_resource_hashes_once_and_like_a_plain_resource() -> None:
     plain = Resource(resource.attributes, resource.schema_url)
     assert resource == plain and hash(resource) == hash(plain)
     assert {resource: 1}[plain] == 1  # groups with equal resources, as the OTLP encoder does
+
+
+def test_otel_traces_exporter_entry_point_uses_fluxloop_settings(tmp_path) -> None:
+    code = textwrap.dedent("""
+        from opentelemetry.sdk._configuration import _import_exporters
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from fluxloop_otel_exporter import iter_offline_files
+        exporters, _, _ = _import_exporters(["fluxloop"], [], [])
+        exporter = exporters["fluxloop"]()          # as OTel auto-configuration builds it: no arguments
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider.get_tracer("app").start_span("from-autoconfig").end()
+        provider.shutdown()
+        print(exporter.endpoint, len(iter_offline_files(OUT)))
+    """).replace("OUT", repr(str(tmp_path / "auto")))
+    proc = run(code, FLUXLOOP_COLLECTOR_URL="http://127.0.0.1:9/", FLUXLOOP_USE_COLLECTOR="false",
+               FLUXLOOP_OFFLINE_DIR=str(tmp_path / "auto"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["http://127.0.0.1:9/v1/traces", "1"]
