@@ -33,6 +33,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_YIELDED_ITEMS = 100
 
 _get_current_span = trace.get_current_span
+_get_current_context = otel_context.get_current
 _CURRENT_SCOPE = _CURRENT.get
 _set_span_in_context = trace.set_span_in_context
 _attach = otel_context.attach
@@ -68,7 +69,10 @@ def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: d
     """Start the call's span (and recording); None means "call straight through". Never raises."""
     span = None
     try:
-        parent = _get_current_span().get_span_context()
+        # Read the current context once and hand it on: the SDK, the sampler and set_span_in_context would
+        # each look it up again otherwise.
+        ctx = _get_current_context()
+        parent = _get_current_span(ctx).get_span_context()
         if parent.is_valid:
             sampled = parent.trace_flags.sampled
         else:
@@ -84,7 +88,7 @@ def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: d
                 put_json(attrs, attr.INPUT, arguments, st)
             # The attributes are set once, when the span ends, together with the output: OpenTelemetry
             # validates attributes per call, and one validation pass instead of two is measurably cheaper.
-            span = tracer.start_span(spec.span_name)
+            span = tracer.start_span(spec.span_name, context=ctx)
         rec = None
         if spec.record and recording.ACTIVE:
             if arguments is None:
@@ -93,7 +97,7 @@ def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: d
                                            span.get_span_context() if span is not None else None)
         if span is None and rec is None:
             return None
-        token = _attach(_set_span_in_context(span)) if attach and span is not None else None
+        token = _attach(_set_span_in_context(span, ctx)) if attach and span is not None else None
         return span, token, rec, attrs
     except Exception as exc:
         internal_error(f"starting span {spec.span_name!r}", exc)

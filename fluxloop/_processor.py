@@ -102,7 +102,8 @@ class FluxLoopSpanProcessor(SpanProcessor):
         queue.append(span)
         if self._worker is None:
             self._ensure_worker()
-        if len(queue) >= self._batch_size:
+        # Event.set() takes a lock and notifies: only when the worker is not already woken.
+        if len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
