@@ -311,6 +311,7 @@ def resolve_env(env: Mapping[str, str] | None = None) -> Resolved:
     problems: list[str] = []
     for name, opt in OPTIONS.items():
         sources[name] = SOURCE_DEFAULT
+        rejected: list[str] = []
         candidates: list[tuple[Callable[[], tuple[Any, str] | None], str]] = []
         if opt.env:
             candidates.append((lambda opt=opt: (env[opt.env], opt.env) if env.get(opt.env) is not None else None,
@@ -327,10 +328,18 @@ def resolve_env(env: Mapping[str, str] | None = None) -> Resolved:
                 sources[name] = var
                 break
             except (ValueError, TypeError) as exc:
-                shown = "<hidden>" if opt.secret else repr(_raw_of(env, label))
-                problems.append(f"{label}={shown} ignored for option {name!r}: {exc}; "
-                                "falling back to a lower-precedence source or the default")
+                if opt.secret:  # neither the value nor a parser message quoting part of it
+                    rejected.append(f"{label}=<hidden> ignored for option {name!r}: not a valid value")
+                else:
+                    rejected.append(f"{label}={_raw_of(env, label)!r} ignored for option {name!r}: {exc}")
+        if rejected:
+            used = "<hidden>" if opt.secret else repr(values.get(name, getattr(_DEFAULTS, name)))
+            where = "the default" if sources[name] == SOURCE_DEFAULT else sources[name]
+            problems.extend(f"{message}; using {used} from {where}" for message in rejected)
     return Resolved(FluxLoopConfig(**values), MappingProxyType(sources), tuple(problems))
+
+
+_DEFAULTS: Final = FluxLoopConfig()
 
 
 def _raw_of(env: Mapping[str, str], label: str) -> str | None:

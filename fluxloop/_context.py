@@ -75,9 +75,17 @@ class InstrumentContext:
     def add_metadata(self, key: str, value: Any) -> None:
         """Attach ``key=value`` as ``fluxloop.metadata.<key>`` here and on spans started inside afterwards."""
         try:
-            self._set(attr.METADATA_PREFIX + str(key), attribute_value(str(key), value, _runtime.STATE))
+            shown, masked = attribute_value(str(key), value, _runtime.STATE)
+            self._set(attr.METADATA_PREFIX + str(key), shown)
+            self._note_masked(f"metadata.{p}" for p in masked)
         except Exception as exc:
             internal_error("add_metadata", exc)
+
+    def _note_masked(self, paths: Iterable[str]) -> None:
+        paths = list(paths)
+        if paths and self._span.is_recording():
+            previous = (getattr(self._span, "attributes", None) or {}).get(attr.MASKED_PATHS, ())
+            self._span.set_attribute(attr.MASKED_PATHS, [*previous, *paths])
 
     def add_tag(self, tag: str) -> None:
         """Add ``tag`` to ``fluxloop.tags`` (no duplicates)."""
@@ -102,7 +110,9 @@ class InstrumentContext:
         """Set any attribute on this context's own span only (not inherited)."""
         try:
             if self._span.is_recording():
-                self._span.set_attribute(key, attribute_value(key, value, _runtime.STATE))
+                shown, masked = attribute_value(key, value, _runtime.STATE)
+                self._span.set_attribute(key, shown)
+                self._note_masked(masked)
         except Exception as exc:
             internal_error("set_attribute", exc)
 

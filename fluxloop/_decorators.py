@@ -282,7 +282,14 @@ def _static_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     if not metadata:
         return {}
     st = _runtime.STATE
-    return {attr.METADATA_PREFIX + str(k): attribute_value(str(k), v, st) for k, v in metadata.items()}
+    out: dict[str, Any] = {}
+    masked: list[str] = []
+    for key, value in metadata.items():
+        out[attr.METADATA_PREFIX + str(key)], paths = attribute_value(str(key), value, st)
+        masked.extend(f"metadata.{p}" for p in paths)
+    if masked:
+        out[attr.MASKED_PATHS] = masked
+    return out
 
 
 def _fn_name(fn: Callable[..., Any]) -> str:
