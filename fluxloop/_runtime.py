@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -241,9 +242,11 @@ class _Runtime:
         stats = pipeline.stats()
         counters = getattr(pipeline.exporter, "counters", None)
         if counters is not None:
+            # The exporter knows what was delivered, spooled and lost; the processor's own "failed" counts
+            # the same lost spans again (plus any the exporter raised on, which it then could not count).
             stats["exported"] = counters.exported
             stats["spooled"] = counters.spooled
-            stats["failed"] += counters.failed
+            stats["failed"] = max(stats["failed"], counters.failed)
         else:
             stats.setdefault("spooled", 0)
         return stats
@@ -258,12 +261,22 @@ class _Runtime:
         return out
 
     def after_fork_in_child(self) -> None:
+        # Another parent thread may have held the lock at fork time: the child starts with a fresh one.
+        self.lock = threading.RLock()
         # The parent's exporter holds the parent's sockets: the child gets a pipeline of its own.
         if self.started and self.resolved.config.enabled:
             self.switch.swap(build_processor(self.resolved.config))
 
 
+
+def _flush_at_multiprocessing_exit(runtime: _Runtime) -> None:
+    # A multiprocessing child ends with os._exit() after running multiprocessing's finalizers, never atexit;
+    # it also clears the finalizers inherited at fork, so this is registered from its after-fork hook.
+    multiprocessing.util.Finalize(None, runtime.shutdown, exitpriority=0)
+
+
 RUNTIME = _Runtime()
+multiprocessing.util.register_after_fork(RUNTIME, _flush_at_multiprocessing_exit)
 STATE: CallState = _call_state(RUNTIME.resolved.config, None)
 
 os.register_at_fork(after_in_child=RUNTIME.after_fork_in_child)

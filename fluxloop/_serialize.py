@@ -169,12 +169,19 @@ class _Walker:
                     break
                 text = _key_text(key)
                 sub = f"{path}.{text}" if path else text
-                if self.masker.is_sensitive_key(text):
-                    self.masked.append(sub)
-                    out[text] = self.walk(self.masker.masked_value(text, item), sub, depth + 1) \
-                        if self.masker.mask_function is not None else "***"
-                else:
-                    out[text] = self.walk(item, sub, depth + 1)
+                try:  # one hostile value must not hide its siblings
+                    if self.masker.is_sensitive_key(text):
+                        self.masked.append(sub)
+                        out[text] = self.walk(self.masker.masked_value(text, item), sub, depth + 1) \
+                            if self.masker.mask_function is not None else "***"
+                    else:
+                        out[text] = self.walk(item, sub, depth + 1)
+                except RecursionError:
+                    raise
+                except Exception:
+                    out[text] = f"<unrepresentable {type(item).__name__}>"
+        except RecursionError:
+            raise
         except Exception:  # a mapping whose iteration raises
             out["<error>"] = "<iteration failed>"
         return out
@@ -196,6 +203,9 @@ class _Walker:
         try:
             if self.masker.has_secret_text(text):
                 text = self.masker.mask_text(text)
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: JSON encoders refuse them
+            text = text.encode("utf-8", "replace").decode("utf-8")
         except Exception:
             return "<unrepresentable str>"
         limit = self.str_limit
@@ -261,6 +271,12 @@ def dumps_attribute(value: Any, max_length: int, masker: Masker = DEFAULT_MASKER
     except Exception:  # cannot happen for walked data; kept so this function never raises
         text = orjson.dumps(_truncated_repr(data)).decode()
     if len(text) > max_length:
+        # Cut, then encode as a JSON string: escaping can grow the text, so cut again until it fits.
         keep = max(0, max_length - 40)
-        text = orjson.dumps(f"{text[:keep]}...[truncated {len(text) - keep} chars]").decode()
+        while True:
+            wrapped = orjson.dumps(f"{text[:keep]}...[truncated {len(text) - keep} chars]").decode()
+            if len(wrapped) <= max_length or keep == 0:
+                break
+            keep = max(0, keep - (len(wrapped) - max_length) - 8)
+        text = wrapped
     return text, masked
