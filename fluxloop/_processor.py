@@ -19,6 +19,8 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from fluxloop_otel_exporter import FluxLoopSpanExporter
+
 _logger = logging.getLogger("fluxloop")
 
 DROP_REPORT_INTERVAL = 60.0
@@ -132,7 +134,10 @@ class FluxLoopSpanProcessor(SpanProcessor):
         if not flushed and self._queue:
             _logger.warning("fluxloop: shutdown timed out; %d queued span(s) not exported", len(self._queue))
         try:
-            self._exporter.shutdown()
+            if isinstance(self._exporter, FluxLoopSpanExporter):  # it can wait for an export in flight: bound it
+                self._exporter.shutdown(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000)
+            else:
+                self._exporter.shutdown()
         except Exception:  # pragma: no cover - exporter bug
             _logger.exception("fluxloop: exporter shutdown failed")
 
