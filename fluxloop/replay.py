@@ -75,8 +75,12 @@ class Record:
 
 
 # -- loading ------------------------------------------------------------------------------------------------------
-def load_records(path: str | os.PathLike[str]) -> list[Record]:
+def load_records(path: str | os.PathLike[str],
+                 on_malformed: Callable[[ReplayError], None] | None = None) -> list[Record]:
     """Every record of a recording file, in file order; ``ReplayError`` names the file and line of any problem.
+
+    With ``on_malformed``, a malformed line (garbage, or the truncated last line a killed writer leaves) is passed
+    to it and skipped instead, so the rest can still be replayed.
 
     Example::
 
@@ -92,7 +96,16 @@ def load_records(path: str | os.PathLike[str]) -> list[Record]:
         raise ReplayError(f"not a file: {name}") from None
     except OSError as exc:
         raise ReplayError(f"cannot read {name}: {exc.strerror or exc}") from None
-    records = [_parse_line(name, number, raw) for number, raw in enumerate(lines, 1) if raw.strip()]
+    records = []
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            records.append(_parse_line(name, number, raw))
+        except ReplayError as problem:
+            if on_malformed is None:
+                raise
+            on_malformed(problem)
     if not records:
         raise ReplayError(f"no records in {name}")
     return records

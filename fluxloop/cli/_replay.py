@@ -46,9 +46,15 @@ def run(args: argparse.Namespace) -> int:
     # Like `python -m`: modules of the directory the command runs in are importable.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
+    malformed: list[ReplayError] = []
+
+    def report(problem: ReplayError) -> None:  # reported with file:line, skipped; the rest is replayed
+        malformed.append(problem)
+        print(f"fluxloop replay: skipped {problem}", file=sys.stderr)
+
     try:
-        records = select_records(load_records(args.file), target=args.target, iteration=args.iteration,
-                                 all_records=args.all)
+        records = select_records(load_records(args.file, on_malformed=report), target=args.target,
+                                 iteration=args.iteration, all_records=args.all)
         factory = load_callable(args.factory) if args.factory else None
     except ReplayError as exc:
         print(f"fluxloop replay: error: {exc}", file=sys.stderr)
@@ -69,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
                                       file=sys.stderr)
         sys.stdout.flush()
     summary = f"{len(records)} replayed: {len(records) - failed} ok, {failed} failed"
+    if malformed:
+        summary += f", {plural(len(malformed), 'malformed line')} skipped"
     print(summary, file=sys.stderr if args.json else sys.stdout)
-    return _FAILED if failed else _OK
+    return _FAILED if failed or malformed else _OK
 
 
 @contextlib.contextmanager

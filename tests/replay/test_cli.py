@@ -71,7 +71,6 @@ def test_verbose_shows_messages_and_the_targets_traceback(capsys: pytest.Capture
 
 @pytest.mark.parametrize(("content", "expected"), [
     (None, "recording file not found"),
-    ('{"target": "m:f", "kwargs": {}}\n{not json}\n', "bad.jsonl:2: malformed record: not valid JSON"),
     ("\n", "no records in"),
 ])
 def test_input_problems_exit_1_with_a_message_and_no_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path,
@@ -83,6 +82,18 @@ def test_input_problems_exit_1_with_a_message_and_no_traceback(capsys: pytest.Ca
     assert code == 1
     assert out == ""
     assert err.startswith("fluxloop replay: error: ") and expected in err
+    assert "Traceback" not in err
+
+
+def test_malformed_lines_are_reported_skipped_and_make_the_exit_code_1(capsys: pytest.CaptureFixture[str],
+                                                                      tmp_path: Path) -> None:
+    path = write(tmp_path / "r.jsonl", rec(f"{M}:fails", {"x": 1}))
+    with path.open("a") as f:
+        f.write('{not json}\n{"target": "tr')  # garbage, then the truncated line a killed writer leaves
+    code, out, err = run(capsys, "replay", str(path))
+    assert code == 1
+    assert f"{path}:2: malformed record: not valid JSON" in err and f"{path}:3:" in err
+    assert "1 replayed" in out and "2 malformed lines skipped" in out
     assert "Traceback" not in err
 
 
