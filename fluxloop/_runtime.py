@@ -280,4 +280,6 @@ multiprocessing.util.register_after_fork(RUNTIME, _flush_at_multiprocessing_exit
 STATE: CallState = _call_state(RUNTIME.resolved.config, None)
 
 os.register_at_fork(after_in_child=RUNTIME.after_fork_in_child)
-atexit.register(lambda: RUNTIME.shutdown())
+# At exit, an export hanging on a silent collector gives up after `timeout`; the extra 0.9 s (DESIGN: exit within
+# timeout + 1 s) lets that batch and what is still queued fail over to offline_dir instead of being lost.
+atexit.register(lambda: RUNTIME.shutdown(RUNTIME.resolved.config.timeout + 0.9))

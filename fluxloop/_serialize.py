@@ -77,6 +77,10 @@ def callable_marker(value: Any) -> str:
 def _key_text(key: Any) -> str:
     # Stringify keys the way orjson's OPT_NON_STR_KEYS does, so both paths give the same JSON.
     if isinstance(key, str):
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: JSON encoders refuse them
+            return key.encode("utf-8", "replace").decode("utf-8")
         return key
     if key is True:
         return "true"
