@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from exporter._otlp_sink import OtlpSink
 
 import fluxloop
 
@@ -25,3 +27,21 @@ def clean_fluxloop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
     fluxloop.reset_config()
     yield
     fluxloop.reset_config()
+
+
+@pytest.fixture
+def sink() -> Iterator[OtlpSink]:
+    """A real OTLP/HTTP collector on 127.0.0.1 that records what it receives (or answers as scripted)."""
+    server = OtlpSink()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """A loopback URL whose port refuses connections (nothing listens there)."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return f"http://127.0.0.1:{port}"

@@ -6,12 +6,11 @@ import os
 import pty
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from exporter._otlp_sink import OtlpSink
 
 import fluxloop
 import fluxloop_otel_exporter
@@ -80,13 +79,6 @@ def artifacts(tmp_path: Path) -> Artifacts:
     ids = write_jobs(directory, ["weather in paris", "weather in atlantis and paris", "weather in rome"],
                      batch_size=3)
     return Artifacts(directory, ids)
-
-
-@pytest.fixture
-def sink() -> Iterator[OtlpSink]:
-    server = OtlpSink()
-    yield server
-    server.close()
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -38,15 +37,6 @@ def _spans_per_request(sink: OtlpSink) -> list[int]:
 
 def _upload(cli, directory: Path, sink: OtlpSink, *extra: str):  # type: ignore[no-untyped-def]
     return cli("upload", "--dir", str(directory), "--collector-url", sink.url, *extra)
-
-
-@pytest.fixture
-def refused_url() -> str:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

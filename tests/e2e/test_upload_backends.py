@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -51,16 +50,6 @@ def courier(topic: str) -> str:
     with contextlib.suppress(KeyError):  # the failed tool span is what the backends must show
         lookup("void")
     return format(trace.get_current_span().get_span_context().trace_id, "032x")
-
-
-@pytest.fixture
-def refused_url() -> str:
-    """A loopback URL where nothing listens (the backend is "down")."""
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return f"http://127.0.0.1:{port}"
 
 
 def _upload(directory: Path, **env: str) -> subprocess.CompletedProcess[str]:

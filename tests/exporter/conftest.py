@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from fluxloop_otel_exporter import FluxLoopSpanExporter
 
-from ._otlp_sink import OtlpSink, wait_for
+from ._otlp_sink import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -43,23 +43,6 @@ def make_spans() -> Iterator[Callable[..., list[ReadableSpan]]]:
 
     yield make
     provider.shutdown()
-
-
-@pytest.fixture
-def sink() -> Iterator[OtlpSink]:
-    server = OtlpSink()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def refused_url() -> str:
-    """A loopback URL whose port refuses connections (nothing listens there)."""
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

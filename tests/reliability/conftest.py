@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ._harness import Child, LateCollector, OtlpSink, StatsSince, child_env, refused_url
+from ._harness import Child, LateCollector, StatsSince, child_env, refused_url
 
 # The figures tests measured (counts, times, memory); shown after the run with `-v`, quoted in docs/guarantees.md.
 _FIGURES: list[str] = []
@@ -47,14 +47,6 @@ def stats() -> StatsSince:
 @pytest.fixture
 def offline_dir(tmp_path: Path) -> Path:
     return tmp_path / "spool"
-
-
-@pytest.fixture
-def sink() -> Iterator[OtlpSink]:
-    """A collector on 127.0.0.1 that accepts (or answers as scripted)."""
-    server = OtlpSink()
-    yield server
-    server.close()
 
 
 @pytest.fixture
