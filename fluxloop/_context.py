@@ -24,9 +24,8 @@ _CURRENT: contextvars.ContextVar[InstrumentContext | None] = contextvars.Context
                                                                                      default=None)
 
 
-def current_scope() -> InstrumentContext | None:
-    """The innermost active ``instrument()`` context, or None."""
-    return _CURRENT.get()
+#: The innermost active ``instrument()`` context, or None (the bound method itself: it is on the call path).
+current_scope = _CURRENT.get
 
 
 def get_current_context() -> InstrumentContext | None:

@@ -20,7 +20,7 @@ from opentelemetry.trace import Span
 from fluxloop import _attributes as attr
 from fluxloop import _runtime, recording
 from fluxloop._binding import make_binder
-from fluxloop._context import _CURRENT
+from fluxloop._context import current_scope
 from fluxloop._errors import internal_error
 from fluxloop._spans import attribute_value, put_json, record_exception
 from fluxloop._tokens import token_usage
@@ -34,7 +34,6 @@ MAX_YIELDED_ITEMS = 100
 
 _get_current_span = trace.get_current_span
 _get_current_context = otel_context.get_current
-_CURRENT_SCOPE = _CURRENT.get
 _set_span_in_context = trace.set_span_in_context
 _attach = otel_context.attach
 _detach = otel_context.detach
@@ -80,7 +79,7 @@ def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: d
         tracer = st.tracer if not sampled or st.tracer is not None else _runtime.RUNTIME.start()
         arguments = attrs = None
         if sampled and tracer is not None:
-            scope = _CURRENT_SCOPE()
+            scope = current_scope()
             attrs = {**scope.propagated_attributes(), **spec.static_attrs} if scope is not None \
                 else spec.static_attrs.copy()
             if spec.capture_input and st.capture_input:

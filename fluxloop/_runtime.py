@@ -104,7 +104,6 @@ class _Runtime:
         report_env_warnings(self.resolved)
         self.switch = PipelineSwitch()
         self.sampler = FluxLoopSampler(self.resolved.config.sample_rate)
-        self.provider: TracerProvider | None = None
         self.attached: set[int] = set()
         self.created: set[int] = set()  # providers FluxLoop made itself: never "the application's"
         self.own_providers: dict[tuple[Any, ...], TracerProvider] = {}
@@ -152,7 +151,6 @@ class _Runtime:
         if id(provider) not in self.attached:
             provider.add_span_processor(self.switch)
             self.attached.add(id(provider))
-        self.provider = provider
         self.sampler.rate = config.sample_rate
         self.switch.shutdown_timeout = config.timeout
         return provider.get_tracer(attr.SCOPE_NAME, __version__)

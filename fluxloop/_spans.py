@@ -61,12 +61,11 @@ def attribute_value(key: str, value: Any, state: CallState) -> tuple[Any, list[s
     return text, [f"{key}.{p}" for p in paths]
 
 
-def put_json(into: dict[str, Any], key: str, value: Any, state: CallState, span: Span | None = None) -> None:
-    """Put ``key`` = ``value`` as JSON into ``into``; masked paths (never values) go to ``fluxloop.masked_paths``,
-    merged with those already on ``span``."""
+def put_json(into: dict[str, Any], key: str, value: Any, state: CallState) -> None:
+    """Put ``key`` = ``value`` as JSON into ``into``; masked paths (never values) are added to
+    ``fluxloop.masked_paths`` there."""
     text, masked = dumps_attribute(value, state.max_attribute_length, state.masker)
     into[key] = text
     if masked:
         prefix = "input" if key == attr.INPUT else "output"
-        previous = into.get(attr.MASKED_PATHS) or (getattr(span, "attributes", None) or {}).get(attr.MASKED_PATHS)
-        into[attr.MASKED_PATHS] = [*(previous or ()), *(f"{prefix}.{p}" for p in masked)]
+        into[attr.MASKED_PATHS] = [*into.get(attr.MASKED_PATHS, ()), *(f"{prefix}.{p}" for p in masked)]
