@@ -45,3 +45,13 @@ def refused_url() -> str:
     port = probe.getsockname()[1]
     probe.close()
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A loopback URL that accepts connections (kernel backlog) and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import os
 import pty
 import subprocess
@@ -11,21 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_runner import Run, run_cli
 
 import fluxloop
 import fluxloop_otel_exporter
-from fluxloop.cli import main
 
 from ._agents import run_job
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture(autouse=True)
@@ -38,14 +33,7 @@ def _cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
     """``cli("traces", "--json")``: run the command line in this process; its exit code, stdout and stderr."""
-
-    def run(*argv: str) -> Run:
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return Run(code, out, err)
-
-    return run
+    return functools.partial(run_cli, capsys)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,16 +42,6 @@ def make_spans() -> Iterator[Callable[..., list[ReadableSpan]]]:
 
     yield make
     provider.shutdown()
-
-
-@pytest.fixture
-def silent_url() -> Iterator[str]:
-    """A loopback URL that accepts connections (kernel backlog) and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    listener.close()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -56,13 +55,9 @@ def refused() -> str:
 
 
 @pytest.fixture
-def silent() -> Iterator[str]:
+def silent(silent_url: str) -> str:
     """A collector URL on 127.0.0.1 that accepts connections (kernel backlog) and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1024)
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    listener.close()
+    return silent_url
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ reports file and line, and carries on with the rest."""
 
 from __future__ import annotations
 
+import functools
+
 import json
 import re
 from collections.abc import Callable
@@ -10,31 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_runner import Run, run_cli
 
 import fluxloop
-from fluxloop.cli import main
 
 from ._harness import OtlpSink, assert_each_once, delivered_spans, offline_spans
 
 pytestmark = pytest.mark.reliability
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
-    def run(*argv: str) -> Run:
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return Run(code, out, err)
-
-    return run
+    """``cli("traces", "--json")``: run the command line in this process; its exit code, stdout and stderr."""
+    return functools.partial(run_cli, capsys)
 
 
 @fluxloop.trace(name="job")
