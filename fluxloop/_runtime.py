@@ -205,11 +205,12 @@ class _Runtime:
             _logger.setLevel(logging.NOTSET)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
-    def _retire(self, pipeline: FluxLoopSpanProcessor | None) -> None:
-        """Shut an old pipeline down (flushing it within the timeout) and keep its counters."""
+    def _retire(self, pipeline: FluxLoopSpanProcessor | None, timeout: float | None = None) -> None:
+        """Shut an old pipeline down (flushing it within ``timeout``, default the option) and keep its counters."""
         if pipeline is None:
             return
-        pipeline.shutdown(int(self.resolved.config.timeout * 1000))
+        timeout = self.resolved.config.timeout if timeout is None else timeout
+        pipeline.shutdown(int(max(timeout, 0.0) * 1000))
         for key, value in self._pipeline_stats(pipeline).items():
             if key in self.retired:
                 self.retired[key] += value
@@ -225,12 +226,7 @@ class _Runtime:
         with self.lock:
             timeout = self.resolved.config.timeout if timeout is None else timeout
             deadline = time.monotonic() + max(timeout, 0.0)
-            pipeline = self.switch.swap(None)
-            if pipeline is not None:
-                pipeline.shutdown(int(max(timeout, 0.0) * 1000))
-                for key, value in self._pipeline_stats(pipeline).items():
-                    if key in self.retired:
-                        self.retired[key] += value
+            self._retire(self.switch.swap(None), timeout)
             recording.shutdown(max(0.0, deadline - time.monotonic()))
             self.started = False
             STATE = _call_state(self.resolved.config, None)
