@@ -64,7 +64,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
         # millisecond, which would show in that span's trace. (A forked child starts its own lazily.)
         self._ensure_worker()
         weak_reinit = weakref.WeakMethod(self._after_fork_in_child)
-        os.register_at_fork(after_in_child=lambda: (m := weak_reinit()) and m())  # type: ignore[func-returns-value]
+        os.register_at_fork(after_in_child=lambda: (m := weak_reinit()) and m())
 
     # -- state that belongs to one process ------------------------------------------------------------------
     def _init_worker_state(self) -> None:
@@ -122,7 +122,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
         self._wake.set()
         return self._clock.wait(request.done, max(timeout_millis, 0) / 1000.0)
 
-    def shutdown(self, timeout_millis: int = 30000) -> None:  # type: ignore[override]
+    def shutdown(self, timeout_millis: int = 30000) -> None:
         """Export what is queued within ``timeout_millis``, then stop the worker and the exporter. Idempotent."""
         if self._shutdown:
             return
