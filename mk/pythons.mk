@@ -21,6 +21,6 @@ PY_TESTS    := $(foreach v,$(PY_VERSIONS),test-py$(v))
 
 $(PY_TESTS): test-py%: .venv-%/.installed-stamp
 	@echo "== the suite without e2e on Python $*"
-	FLUXLOOP_E2E=0 .venv-$*/bin/python -m pytest -q -p no:cacheprovider
+	FLUXLOOP_E2E=0 .venv-$*/bin/python -m pytest -q -p no:cacheprovider -m 'not install'  # the wheel test: once, in .venv
 
 test-pythons: $(PY_TESTS)
