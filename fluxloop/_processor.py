@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import time
-import weakref
 from typing import Any
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from fluxloop._process import HOOKS
 from fluxloop_otel_exporter import FluxLoopSpanExporter
 
 _logger = logging.getLogger("fluxloop")
@@ -61,8 +60,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
         # Start the worker now, not on the first span: starting a thread costs the calling thread about a
         # millisecond, which would show in that span's trace. (A forked child starts its own lazily.)
         self._ensure_worker()
-        weak_reinit = weakref.WeakMethod(self._after_fork_in_child)
-        os.register_at_fork(after_in_child=lambda: (m := weak_reinit()) and m())  # type: ignore[func-returns-value]
+        HOOKS.after_fork_in_child(self._after_fork_in_child)  # held weakly; guarded where fork does not exist
 
     # -- state that belongs to one process ------------------------------------------------------------------
     def _init_worker_state(self) -> None:

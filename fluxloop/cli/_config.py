@@ -18,8 +18,7 @@ from typing import Any
 
 import orjson
 
-from fluxloop._config import OPTIONS, SOURCE_DEFAULT, FluxLoopConfig, mask_secret
-from fluxloop._runtime import RUNTIME
+from fluxloop._config import OPTIONS, SOURCE_DEFAULT, FluxLoopConfig, mask_secret, resolve_env
 from fluxloop.cli._render import BOLD, DIM, Painter
 
 NAME = "config"
@@ -32,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    resolved = RUNTIME.resolved
+    resolved = resolve_env()  # the resolver only: the CLI never builds the runtime
     rows = [(name, json_value(name, resolved.config), resolved.sources.get(name, SOURCE_DEFAULT)) for name in OPTIONS]
     if args.json:
         document = {"options": {name: {"value": value, "source": source} for name, value, source in rows},

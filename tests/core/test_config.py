@@ -115,16 +115,21 @@ def test_configure_calls_add_up() -> None:
     assert (config.service_name, config.sample_rate) == ("a", 0.2)
 
 
-def test_bad_env_value_warns_once_and_uses_default(monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv("FLUXLOOP_SAMPLE_RATE", "abc-unique-1")
+def test_bad_env_value_warns_once_per_reset_and_uses_default(monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("FLUXLOOP_SAMPLE_RATE", "abc")
     with caplog.at_level(logging.WARNING, logger="fluxloop"):
         fluxloop.reset_config()
+        fluxloop.configure(service_name="a")
+        fluxloop.configure(service_name="b")
+        assert fluxloop.get_config().sample_rate == 1.0
+        first = [r.getMessage() for r in caplog.records if "'abc'" in r.getMessage()]
+        # reset_config() forgets what was reported (the memo is runtime state): the same value warns again.
         fluxloop.reset_config()
-    assert fluxloop.get_config().sample_rate == 1.0
-    messages = [r.getMessage() for r in caplog.records if "abc-unique-1" in r.getMessage()]
-    assert len(messages) == 1
-    assert "FLUXLOOP_SAMPLE_RATE" in messages[0] and "sample_rate" in messages[0]
+        second = [r.getMessage() for r in caplog.records if "'abc'" in r.getMessage()]
+    assert len(first) == 1
+    assert "FLUXLOOP_SAMPLE_RATE" in first[0] and "sample_rate" in first[0]
+    assert len(second) == 2
 
 
 def test_bad_env_value_never_breaks_import_or_calls() -> None:
