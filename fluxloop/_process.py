@@ -8,7 +8,6 @@ registration (never at import), and only where the platform has it (``os.registe
 from __future__ import annotations
 
 import atexit
-import multiprocessing.util
 import os
 import threading
 import weakref
@@ -58,6 +57,8 @@ class ProcessHooks:
 
     def in_multiprocessing_child(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` in a ``multiprocessing`` child after it cleared the finalizers inherited at fork."""
+        import multiprocessing.util  # first use, not import: multiprocessing (and pickle) cost ~7 ms to load
+
         with self._lock:
             self._in_mp_child.append(_weak(callback))
             if not self._mp_hook_installed:
@@ -67,6 +68,8 @@ class ProcessHooks:
     @staticmethod
     def at_multiprocessing_exit(callback: Callable[[], object]) -> None:
         """Run ``callback`` when this ``multiprocessing`` child ends (it skips ``atexit``: it ends with _exit)."""
+        import multiprocessing.util  # already loaded: this runs in a multiprocessing child
+
         multiprocessing.util.Finalize(None, callback, exitpriority=0)
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -18,11 +19,18 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from fluxloop._process import HOOKS
-from fluxloop_otel_exporter import FluxLoopSpanExporter
 
 _logger = logging.getLogger("fluxloop")
 
 DROP_REPORT_INTERVAL = 60.0
+
+
+def _takes_deadline(exporter: SpanExporter) -> bool:
+    """Whether ``exporter`` is a FluxLoopSpanExporter, whose shutdown takes a deadline. Looked up in sys.modules so
+    that importing this module does not import the exporter package (requests, protobuf): if that package is not
+    loaded, no exporter can be one of its classes."""
+    package = sys.modules.get("fluxloop_otel_exporter")
+    return package is not None and isinstance(exporter, package.FluxLoopSpanExporter)
 
 
 class _FlushRequest:
@@ -132,7 +140,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
         if not flushed and self._queue:
             _logger.warning("fluxloop: shutdown timed out; %d queued span(s) not exported", len(self._queue))
         try:
-            if isinstance(self._exporter, FluxLoopSpanExporter):  # it can wait for an export in flight: bound it
+            if _takes_deadline(self._exporter):  # it can wait for an export in flight: bound it
                 self._exporter.shutdown(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000)
             else:
                 self._exporter.shutdown()

@@ -13,10 +13,10 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -37,11 +37,15 @@ from fluxloop._config import (
 )
 from fluxloop._masking import DEFAULT_MASKER, Masker
 from fluxloop._options import LOGGING, PIPELINE, RECORDING, RESOURCE
-from fluxloop._pipeline import PipelineSwitch, build_processor
 from fluxloop._process import HOOKS, ProcessHooks
-from fluxloop._processor import FluxLoopSpanProcessor
 from fluxloop._sampling import FluxLoopSampler
 from fluxloop._version import __version__
+
+if TYPE_CHECKING:
+    from fluxloop._pipeline import PipelineSwitch
+    from fluxloop._processor import FluxLoopSpanProcessor
+
+    BuildProcessor = Callable[[FluxLoopConfig], FluxLoopSpanProcessor | None]
 
 _logger = logging.getLogger("fluxloop")
 
@@ -144,13 +148,14 @@ _ZERO_STATS = {"exported": 0, "dropped": 0, "failed": 0, "spooled": 0}
 class Runtime:
     """All of FluxLoop's process state. Use it through the public functions in :mod:`fluxloop._api`."""
 
-    def __init__(self, hooks: ProcessHooks) -> None:
+    def __init__(self, hooks: ProcessHooks, switch: PipelineSwitch, build_processor: BuildProcessor) -> None:
         self.lock = threading.RLock()
         self.hooks = hooks
         self.phase = Phase.IDLE
         self.overrides: dict[str, Any] = {}
         self._resolved: Resolved | None = None
-        self.switch = PipelineSwitch()
+        self._build_processor = build_processor
+        self.switch = switch
         self.switch.on_shutdown = self._provider_shut_down
         self.sampler = FluxLoopSampler(1.0)
         self.ids = _SwitchableIds()
@@ -223,7 +228,7 @@ class Runtime:
         if RECORDING in parts:
             self._apply_recording(new, switch=bool(changed & _RECORDING_SWITCHES))
         if (PIPELINE in parts and self.pipeline_built) or (not self.pipeline_built and not self.captures):
-            self._retire(self.switch.swap(build_processor(new)))
+            self._retire(self.switch.swap(self._build_processor(new)))
             self.pipeline_built = True
         tracer = STATE.tracer
         if RESOURCE in parts or PIPELINE in parts or tracer is None:
@@ -254,7 +259,7 @@ class Runtime:
         self._apply_recording(config, switch=config.record_args)
         tracer = self._tracer_for(config) if config.enabled else None
         if build and not self.pipeline_built:
-            self._retire(self.switch.swap(build_processor(config)))
+            self._retire(self.switch.swap(self._build_processor(config)))
             self.pipeline_built = True
         self.sampler.rate = config.sample_rate
         self.switch.shutdown_timeout = config.timeout
@@ -428,7 +433,7 @@ class Runtime:
         self.lock = threading.RLock()
         # The parent's exporter holds the parent's sockets: the child gets a pipeline of its own.
         if self.phase is Phase.RUNNING and self.pipeline_built and self.resolved.config.enabled:
-            self.switch.swap(build_processor(self.resolved.config))
+            self.switch.swap(self._build_processor(self.resolved.config))
 
 
 STATE: CallState = _IDLE_STATE
@@ -441,7 +446,11 @@ def __getattr__(name: str) -> Any:
         with _CREATE_LOCK:
             runtime = globals().get("RUNTIME")
             if runtime is None:
-                runtime = Runtime(HOOKS)
+                # First use, not import: the export pipeline brings in the exporter package (requests, protobuf),
+                # which alone costs several times `import opentelemetry.sdk.trace`.
+                from fluxloop import _pipeline
+
+                runtime = Runtime(HOOKS, _pipeline.PipelineSwitch(), _pipeline.build_processor)
                 globals()["RUNTIME"] = runtime
             return runtime
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

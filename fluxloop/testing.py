@@ -63,10 +63,57 @@ class CapturedSpans(Sequence[ReadableSpan]):
     def clear(self) -> None:
         self._exporter.clear()
 
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The spans as plain dicts, oldest start first, with deterministic ids and times for exact assertions.
+
+        Trace ids become 1, 2, ... in order of first appearance, span ids 1, 2, ... in start order; every distinct
+        timestamp (starts, ends, events) becomes 1 s, 2 s, ... in nanoseconds, so order is kept and nothing
+        depends on the clock or the random id generator.
+
+        Example::
+
+            assert spans.snapshot()[0] == {"name": "invoke_agent bot", "trace_id": 1, "span_id": 1,
+                                           "parent_id": None, "start_time": 1_000_000_000, ...}
+        """
+        spans = sorted(self.spans, key=lambda s: (s.start_time or 0, s.context.span_id))
+        stamps = sorted({t for s in spans for t in (s.start_time, s.end_time, *(e.timestamp for e in s.events))
+                         if t is not None})
+        time_of = {t: (i + 1) * _SECOND for i, t in enumerate(stamps)}
+        traces: dict[int, int] = {}
+        span_ids = {s.context.span_id: i + 1 for i, s in enumerate(spans)}
+        out = []
+        for s in spans:
+            trace_no = traces.setdefault(s.context.trace_id, len(traces) + 1)
+            parent = s.parent.span_id if s.parent is not None else None
+            out.append({
+                "name": s.name,
+                "trace_id": trace_no,
+                "span_id": span_ids[s.context.span_id],
+                # A parent outside the capture (the application's span, say) shows as 0.
+                "parent_id": None if parent is None else span_ids.get(parent, 0),
+                "kind": s.kind.name,
+                "start_time": time_of.get(s.start_time) if s.start_time is not None else None,
+                "end_time": time_of.get(s.end_time) if s.end_time is not None else None,
+                "status": s.status.status_code.name,
+                "attributes": dict(s.attributes or {}),
+                "events": [{"name": e.name, "timestamp": time_of[e.timestamp], "attributes": dict(e.attributes or {})}
+                           for e in s.events],
+            })
+        return out
+
+
+_SECOND = 1_000_000_000
+
 
 @contextmanager
-def capture_spans() -> Iterator[CapturedSpans]:
-    """Capture every span FluxLoop's pipeline sees inside the block (after sampling).
+def capture_spans(*, deterministic_ids: bool = False) -> Iterator[CapturedSpans]:
+    """Capture every span FluxLoop's pipeline would see inside the block (after sampling), in memory only.
+
+    For the block's duration spans go nowhere else: no collector is contacted, no offline file is written, and
+    if FluxLoop had not started yet it starts without building its export pipeline. With
+    ``deterministic_ids=True`` spans from FluxLoop's own provider get trace/span ids 1, 2, 3, ... (ratio
+    sampling then keeps every trace: leave it off when testing ``sample_rate``); :meth:`CapturedSpans.snapshot`
+    gives deterministic ids and times either way.
 
     Example::
 
@@ -74,15 +121,9 @@ def capture_spans() -> Iterator[CapturedSpans]:
             my_agent("hi")
         assert spans.names == ["invoke_agent my_agent"]
     """
-    _runtime.RUNTIME.start()
     exporter = InMemorySpanExporter()
-    listener = SimpleSpanProcessor(exporter)
-    switch = _runtime.RUNTIME.switch
-    switch.add_listener(listener)
-    try:
+    with _runtime.RUNTIME.capture(SimpleSpanProcessor(exporter), sequential_ids=deterministic_ids):
         yield CapturedSpans(exporter)
-    finally:
-        switch.remove_listener(listener)
 
 
 try:
@@ -92,6 +133,6 @@ except ImportError:  # pragma: no cover - pytest is optional for users
 else:
     @pytest.fixture
     def fluxloop_spans() -> Iterator[CapturedSpans]:
-        """The spans FluxLoop produced during this test."""
+        """The spans FluxLoop produced during this test, captured in memory only (see :func:`capture_spans`)."""
         with capture_spans() as spans:
             yield spans
