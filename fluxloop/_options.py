@@ -337,7 +337,7 @@ def options_markdown() -> str:
 def _shown_default(value: Any) -> str:
     if isinstance(value, Mapping):
         return "{}"
-    return repr(value)
+    return value if isinstance(value, str) else repr(value)
 
 
 if __name__ == "__main__":

@@ -217,6 +217,7 @@ class Runtime:
             STATE = _IDLE_STATE
             config = self.resolved.config  # re-resolved now, so env problems are reported at reset time
             self._apply_logging(config)
+            self._apply_recording(config, switch=config.record_args)  # FLUXLOOP_RECORD_ARGS applies at once
 
     def _apply(self, old: FluxLoopConfig, new: FluxLoopConfig) -> None:
         """Apply a configuration change while RUNNING: rebuild exactly what the changed options affect."""
