@@ -7,6 +7,7 @@ option is defined once, in :data:`fluxloop._options.OPTIONS`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -117,7 +118,7 @@ def _candidates(opt: Option, env: Mapping[str, str]) -> list[tuple[Callable[[], 
         var = opt.env
         out.append((lambda: (env[var], var) if env.get(var) is not None else None, var))
     for fallback in opt.otel:
-        out.append((lambda fallback=fallback: fallback.read(env), fallback.variables[0]))
+        out.append((functools.partial(fallback.read, env), fallback.variables[0]))
     return out
 
 

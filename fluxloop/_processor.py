@@ -12,7 +12,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -20,12 +20,15 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from fluxloop._process import HOOKS
 
+if TYPE_CHECKING:
+    from fluxloop_otel_exporter import FluxLoopSpanExporter
+
 _logger = logging.getLogger("fluxloop")
 
 DROP_REPORT_INTERVAL = 60.0
 
 
-def _takes_deadline(exporter: SpanExporter) -> bool:
+def _takes_deadline(exporter: SpanExporter) -> TypeGuard[FluxLoopSpanExporter]:
     """Whether ``exporter`` is a FluxLoopSpanExporter, whose shutdown takes a deadline. Looked up in sys.modules so
     that importing this module does not import the exporter package (requests, protobuf): if that package is not
     loaded, no exporter can be one of its classes."""
