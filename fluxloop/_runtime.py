@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 
 from fluxloop import _attributes as attr
 from fluxloop import _errors, recording
@@ -38,6 +36,7 @@ from fluxloop._config import (
 from fluxloop._masking import DEFAULT_MASKER, Masker
 from fluxloop._options import LOGGING, PIPELINE, RECORDING, RESOURCE
 from fluxloop._process import HOOKS, ProcessHooks
+from fluxloop._providers import SequentialIds, SwitchableIds, resource_for
 from fluxloop._sampling import FluxLoopSampler
 from fluxloop._version import __version__
 
@@ -88,59 +87,6 @@ _IDLE_STATE = CallState(True, 1.0, _DEFAULTS.capture_input, _DEFAULTS.capture_ou
                         DEFAULT_MASKER, None, _DEFAULTS)
 
 
-class _HashedResource(Resource):
-    """A Resource whose hash is computed once. Resource is immutable, but its own ``__hash__`` runs ``json.dumps``
-    of every attribute on each call, and the stock OTLP encoder hashes the resource once per exported span."""
-
-    def __init__(self, resource: Resource) -> None:
-        super().__init__(resource.attributes, resource.schema_url)
-        self._fluxloop_hash = super().__hash__()
-
-    def __hash__(self) -> int:
-        return self._fluxloop_hash
-
-    def __eq__(self, other: object) -> bool:
-        return super().__eq__(other)
-
-
-def _resource(config: FluxLoopConfig) -> Resource:
-    return _HashedResource(Resource.create({
-        **config.resource_attributes,
-        attr.SERVICE_NAME: config.service_name,
-        attr.DEPLOYMENT_ENVIRONMENT: config.environment,
-        attr.TELEMETRY_DISTRO_NAME: attr.DISTRO_NAME,
-        attr.TELEMETRY_DISTRO_VERSION: __version__,
-    }))
-
-
-class SequentialIds(IdGenerator):
-    """Trace and span ids 1, 2, 3, ... (for snapshot-style test assertions)."""
-
-    def __init__(self) -> None:
-        self._trace = self._span = 0
-
-    def generate_span_id(self) -> int:
-        self._span += 1
-        return self._span
-
-    def generate_trace_id(self) -> int:
-        self._trace += 1
-        return self._trace
-
-
-class _SwitchableIds(IdGenerator):
-    """The id generator of FluxLoop's own providers: random, or sequential while a capture asks for it."""
-
-    def __init__(self) -> None:
-        self.current: IdGenerator = RandomIdGenerator()
-
-    def generate_span_id(self) -> int:
-        return self.current.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        return self.current.generate_trace_id()
-
-
 _RECORDING_SWITCHES = frozenset({"record_args", "recording_file"})
 _ZERO_STATS = {"exported": 0, "dropped": 0, "failed": 0, "spooled": 0}
 
@@ -158,7 +104,7 @@ class Runtime:
         self.switch = switch
         self.switch.on_shutdown = self._provider_shut_down
         self.sampler = FluxLoopSampler(1.0)
-        self.ids = _SwitchableIds()
+        self.ids = SwitchableIds()
         self.attached: set[int] = set()
         self.created: set[int] = set()  # providers FluxLoop made itself: never "the application's"
         self.own_providers: dict[tuple[Any, ...], TracerProvider] = {}
@@ -278,7 +224,7 @@ class Runtime:
             key = (config.service_name, config.environment, tuple(sorted(config.resource_attributes.items())))
             own = self.own_providers.get(key)
             if own is None:
-                provider = TracerProvider(resource=_resource(config), sampler=self.sampler, id_generator=self.ids,
+                provider = TracerProvider(resource=resource_for(config), sampler=self.sampler, id_generator=self.ids,
                                           shutdown_on_exit=False)
                 self.own_providers[key] = provider
                 self.created.add(id(provider))
