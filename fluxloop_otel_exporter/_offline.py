@@ -89,6 +89,10 @@ class OfflineSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS if self.write_line(line) else SpanExportResult.FAILURE
 
+    def store(self, spans: Sequence[ReadableSpan]) -> bool:
+        """The spool stage: append ``spans`` as one line; True once written (works after :meth:`close` too)."""
+        return self.export(spans) is SpanExportResult.SUCCESS
+
     def write_line(self, line: bytes) -> bool:
         """Append one complete line (ending in ``\\n``) to the current file; False when it could not be written."""
         with self._lock:
@@ -97,6 +101,8 @@ class OfflineSpanExporter(SpanExporter):
             if self._pid != os.getpid():  # a fork without the at-fork hook (e.g. a raw os.fork in a C extension)
                 self._forget_parent_file()
             try:
+                if self._fd is not None and self._file_was_replaced():
+                    self._close_file()  # deleted or replaced under us: never write into an unlinked file
                 if self._fd is None or (self._size > 0 and self._size + len(line) > self._max_file_bytes):
                     self._open_next_file()
                 assert self._fd is not None
@@ -113,8 +119,13 @@ class OfflineSpanExporter(SpanExporter):
                 self._report_error(f"cannot write to {self._directory}: {error}")
                 return False
 
+    def close(self) -> None:
+        """Close the open file; a later write opens a new one."""
+        with self._lock:
+            self._close_file()
+
     def shutdown(self) -> None:
-        """Close the open file. Idempotent."""
+        """Close the open file; later exports fail. Idempotent."""
         with self._lock:
             self._shutdown = True
             self._close_file()
@@ -147,6 +158,18 @@ class OfflineSpanExporter(SpanExporter):
             os.close(fd)
             raise
         self._fd, self._path = fd, path
+
+    def _file_was_replaced(self) -> bool:
+        """Whether the open file was unlinked, or its name now names another file (deleted artifacts, rotation)."""
+        assert self._fd is not None and self._path is not None
+        try:
+            opened = os.fstat(self._fd)
+            if opened.st_nlink == 0:
+                return True
+            named = os.stat(self._path)
+        except OSError:
+            return True
+        return (named.st_ino, named.st_dev) != (opened.st_ino, opened.st_dev)
 
     def _close_file(self) -> None:
         fd, self._fd, self._path, self._size = self._fd, None, None, 0

@@ -173,10 +173,6 @@ def test_shutdown_with_a_short_timeout_returns_within_it_while_export_hangs(sile
     assert time.monotonic() - started <= 0.3 + LOADED_MARGIN
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: when shutdown's budget runs out, FluxLoopSpanProcessor.shutdown shuts the "
-                   "exporter (and its offline files) down; the worker's last drain then exports into it and the batch "
-                   "in flight returns too late: all counted failed instead of spooled, though writing them to disk "
-                   "takes milliseconds")
 def test_a_shutdown_that_times_out_still_spools_what_is_queued(silent: str, offline_dir: Path) -> None:
     fluxloop.configure(use_collector=True, collector_url=silent, offline_dir=str(offline_dir), timeout=2.0,
                        batch_size=128, flush_interval=60.0, probe_interval=60.0)
@@ -197,9 +193,6 @@ def test_spans_lost_with_offline_storage_off_are_counted_once(refused: str, stat
     assert counts["failed"] == 100
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: while an export hangs on a collector that never answers (up to "
-                   "`timeout` s, again at every probe), the worker cannot spool; spans beyond max_queue_size are "
-                   "dropped although offline storage is on (defaults: above ~205 spans/s)")
 def test_hanging_collector_beyond_queue_capacity_loses_nothing(silent: str, offline_dir: Path, stats: StatsSince,
                                                               figure) -> None:
     # The defaults' ratio (2,048-span queue / 10 s timeout ~ 205 spans/s) scaled down: 512 / 1 s, at 2,000 spans/s.
