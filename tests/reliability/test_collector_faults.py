@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from exporter._faulty_servers import faulty_collector
+
 import fluxloop
 from fluxloop.cli import main as cli
 
@@ -204,6 +206,43 @@ def test_hanging_collector_beyond_queue_capacity_loses_nothing(silent: str, offl
     figure("dropped", counts["dropped"])
     assert counts["dropped"] == 0
     assert len(offline_spans(offline_dir)) == 4_000
+
+
+@pytest.mark.parametrize("mode", ["trickle", "reset"])
+def test_a_trickling_or_resetting_collector_loses_nothing(mode: str, offline_dir: Path, stats: StatsSince,
+                                                          figure) -> None:
+    # Found: a collector answering 1 byte / 0.5 s held the worker indefinitely (timeout bounded each read), and
+    # one resetting connections stalled it the same way; thousands of spans were dropped. Now the request deadline
+    # covers the whole answer and the sender's backlog goes to disk: nothing is dropped while offline storage is on.
+    # The breaker probes every 0.5 s, so the faulty collector keeps being tried during the whole run.
+    with faulty_collector(mode, pace=0.5) as collector:
+        fluxloop.configure(use_collector=True, collector_url=collector.url, offline_dir=str(offline_dir),
+                           timeout=1.0, max_queue_size=512, batch_size=128, flush_interval=0.2,
+                           probe_interval=0.5)
+        pace(2_000, 4_000, step)
+        started = time.monotonic()
+        flushed = fluxloop.flush(timeout=30)
+        flush_s = time.monotonic() - started
+        assert collector.requests >= 1
+    assert flushed
+    counts = stats()
+    assert counts["dropped"] == 0 and counts["failed"] == 0 and counts["exported"] == 0
+    assert counts["spooled"] == 4_000
+    assert len(assert_each_once(offline_spans(offline_dir))) == 4_000
+    figure("flush_s", round(flush_s, 3))
+
+
+def test_flush_against_a_trickling_collector_returns_true_within_the_timeout(offline_dir: Path) -> None:
+    # Found: flush(6) returned False with nothing spooled while the answer trickled in.
+    with faulty_collector("trickle", pace=0.5) as collector:
+        fluxloop.configure(use_collector=True, collector_url=collector.url, offline_dir=str(offline_dir),
+                           timeout=2.0, flush_interval=60.0, probe_interval=60.0)
+        for i in range(50):
+            step(i)
+        started = time.monotonic()
+        assert fluxloop.flush(timeout=6)
+        assert time.monotonic() - started <= 2.0 + LOADED_MARGIN
+    assert len(assert_each_once(offline_spans(offline_dir))) == 50
 
 
 # --- 2. a collector that answers 503 / 500 / 429 ------------------------------------------------------------------
