@@ -46,6 +46,7 @@ class OtlpSink:
         self.connections = 0
         self.script: collections.deque[Any] = collections.deque()
         self.default: Any = 200
+        self.max_bytes: int | None = None  # a larger (decompressed) body is answered 413, as a size-limited collector
         self.release = threading.Event()
         sink = self
 
@@ -62,6 +63,8 @@ class OtlpSink:
                 request = ExportTraceServiceRequest.FromString(body)
                 with sink.lock:
                     action = sink.script.popleft() if sink.script else sink.default
+                    if sink.max_bytes is not None and len(body) > sink.max_bytes and action in (200, HOLD):
+                        action = 413
                     attempt = Attempt(time.monotonic(), self.path, {k.lower(): v for k, v in self.headers.items()},
                                       request, action, raw)
                     sink.attempts.append(attempt)

@@ -411,3 +411,62 @@ def test_in_a_batch_span_processor(collector: str, sink: OtlpSink, refused_url: 
         assert sorted(sink.delivered_span_names()) == expected and iter_offline_files(tmp_path) == []
     else:
         assert sorted(spooled_names(tmp_path)) == expected and exporter.counters.spooled == 50
+
+
+# --- oversized data ---------------------------------------------------------------------------------------------
+
+
+def test_a_413_splits_the_batch_and_delivers_the_halves(sink: OtlpSink, make_exporter, make_spans,
+                                                        tmp_path) -> None:
+    spans = make_spans(40, name="big", payload="p" * 8_000)
+    sink.max_bytes = 100_000  # about a dozen of these spans per request
+    exporter = make_exporter(sink.url, timeout=10.0)
+    assert sent(exporter, spans)
+    assert sorted(sink.delivered_span_names()) == sorted(s.name for s in spans)
+    assert any(a.action == 413 for a in sink.attempts)
+    assert all(len(a.request.SerializeToString()) <= 100_000 for a in sink.delivered())
+    assert exporter.counters.snapshot() == {"exported": 40, "spooled": 0, "failed": 0, "pending": 0}
+    assert not (tmp_path / "spool").exists()
+
+
+def test_a_single_span_too_large_is_sent_with_its_largest_attributes_cut(sink: OtlpSink, make_exporter,
+                                                                         make_spans, caplog) -> None:
+    huge = make_spans(1, name="huge", message="m" * 3_000_000, small="kept")
+    after = make_spans(2, name="after")
+    sink.max_bytes = 200_000
+    exporter = make_exporter(sink.url, timeout=10.0)
+    with caplog.at_level(logging.WARNING, logger="fluxloop.exporter"):
+        assert sent(exporter, huge)
+        assert sent(exporter, after)  # never blocked by the one before
+    [cut_request] = [a.request for a in sink.delivered() if a.request.resource_spans[0].scope_spans[0].spans[0]
+                     .name == "huge-0"]
+    span = cut_request.resource_spans[0].scope_spans[0].spans[0]
+    attributes = {kv.key: kv.value for kv in span.attributes}
+    assert attributes["message"].string_value.startswith("m" * 1000)
+    assert "cut by fluxloop" in attributes["message"].string_value
+    assert attributes["small"].string_value == "kept"
+    assert [v.string_value for v in attributes["fluxloop.truncated_attributes"].array_value.values] == ["message"]
+    assert sorted(sink.delivered_span_names()) == ["after-0", "after-1", "huge-0"]
+    assert exporter.counters.snapshot() == {"exported": 3, "spooled": 0, "failed": 0, "pending": 0}
+    assert any("too large" in r.getMessage() for r in caplog.records)
+
+
+# --- the spool file under a running process ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_spool_file_deleted_or_replaced_is_reopened(refused_url, make_exporter, make_spans, tmp_path,
+                                                      how: str) -> None:
+    # Found: deleting delivered artifacts while the app ran sent every later span into the unlinked file.
+    exporter = make_exporter(refused_url, timeout=0.5)
+    assert sent(exporter, make_spans(2, name="first"))
+    [path] = iter_offline_files(tmp_path / "spool")
+    path.unlink()
+    if how == "replaced":
+        path.write_bytes(b"")  # another file under the same name (e.g. an editor's save)
+    assert sent(exporter, make_spans(3, name="second"))
+    names = spooled_names(tmp_path / "spool")
+    assert sorted(names) == ["second-0", "second-1", "second-2"]
+    assert exporter.counters.spooled == 5
+    if how == "replaced":
+        assert path.read_bytes() == b""  # not written into the other file
