@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from fluxloop._options import OPTIONS, EnvValueError, Option
+from fluxloop_otel_exporter._redact import redact_url
 
 _logger = logging.getLogger("fluxloop")
 
@@ -73,6 +74,8 @@ class FluxLoopConfig:
             value = getattr(self, f.name)
             if f.name == "api_key" and value:
                 value = mask_secret(value)
+            elif f.name == "collector_url":
+                value = redact_url(value)
             elif f.name == "headers":
                 value = {k: mask_secret(v) for k, v in value.items()}
             elif isinstance(value, MappingProxyType):

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import email.utils
 import random
-import re
 import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from urllib.parse import urlsplit, urlunsplit
 
 from fluxloop_otel_exporter._clock import SYSTEM_CLOCK, Clock
+from fluxloop_otel_exporter._redact import redact_url, safe_reason
 from fluxloop_otel_exporter._transport import HttpResponse, SocketTransport, Transport, TransportError
 
 __all__ = ["RETRYABLE_STATUS", "Outcome", "OtlpHttpClient", "SendOutcome", "redact_url", "safe_reason"]
@@ -33,14 +32,6 @@ RETRYABLE_STATUS: frozenset[int] = frozenset({429, 502, 503, 504})
 INITIAL_BACKOFF = 1.0
 MAX_BACKOFF = 32.0
 JITTER = 0.2  # each wait is the backoff times a factor in [1 - JITTER, 1 + JITTER]
-_MAX_REASON = 160
-# Anything that looks like a credential in a collector's error text: key=value pairs, bearer tokens, long tokens.
-_SECRETISH = re.compile(
-    r"(?i)((?:api[_-]?key|token|secret|password|passwd|authorization|auth|credential)s?\"?\s*[:=]\s*\"?)[^\s\",}]+"
-    r"|bearer\s+[^\s\",}]+"
-    r"|\b(?:sk|pk|rk|ghp|gho|xox[abp])[-_][A-Za-z0-9_\-]{8,}"
-    r"|\b[A-Za-z0-9_\-]{32,}\b"
-)
 
 
 class Outcome(Enum):
@@ -61,23 +52,6 @@ class SendOutcome:
     @property
     def delivered(self) -> bool:
         return self.outcome is Outcome.DELIVERED
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any ``user:password@`` replaced by ``***@``, for logs, reprs and CLI output."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid URL>"
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
-
-
-def safe_reason(text: str) -> str:
-    """A collector's answer text cut to a line, with anything credential-like masked."""
-    flat = " ".join(text.split())[:_MAX_REASON * 2]
-    return _SECRETISH.sub(lambda m: (m.group(1) or "") + "***", flat)[:_MAX_REASON]
 
 
 def retry_after_seconds(value: str | None, now_wall: float) -> float | None:

@@ -343,3 +343,25 @@ def test_500_spools_the_batch_and_the_breaker_probes_back_to_delivery(sink: Otlp
     assert fluxloop.flush(timeout=10)
     assert {s.name for s in delivered_spans(sink)} >= {f"after-{i}" for i in range(10)}
     _no_loss(produced, sink, offline_dir)
+
+
+# --- credentials in the collector URL ---------------------------------------------------------------------------
+
+
+def test_url_credentials_never_in_warnings_reprs_or_fluxloop_config(
+        refused: str, offline_dir: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found: http://user:pw@host appeared in the "unreachable" warning, repr(get_config()) and `fluxloop config`.
+    url = refused.replace("http://", "http://alice:s3cr3t-pw@")
+    with caplog.at_level("DEBUG", logger="fluxloop"):
+        fluxloop.configure(use_collector=True, collector_url=url, offline_dir=str(offline_dir), timeout=1.0)
+        step(1)
+        assert fluxloop.flush(timeout=10)
+    assert any("unreachable" in r.getMessage() for r in caplog.records)
+    shown = caplog.text + repr(fluxloop.get_config()) + str(fluxloop.get_config())
+    assert "***@127.0.0.1" in shown and "s3cr3t-pw" not in shown and "alice" not in shown
+    monkeypatch.setenv("FLUXLOOP_COLLECTOR_URL", url)
+    capsys.readouterr()
+    assert cli(["config"]) == 0 and cli(["config", "--json"]) == 0
+    out = capsys.readouterr()
+    assert "***@127.0.0.1" in out.out and "s3cr3t-pw" not in out.out + out.err
