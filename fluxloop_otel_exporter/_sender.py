@@ -131,12 +131,12 @@ class CollectorSender:
             self._client.abort()  # the request in flight fails at once, and the sender thread spools it
             if not self._wait_idle(deadline):
                 with self._lock:
-                    batch = self._in_flight
-                    claim = batch is not None and not batch.settled
-                    if batch is not None:
-                        batch.settled = True
-                if claim and batch is not None:
-                    self._store(batch.spans, pending=len(batch.spans))
+                    stuck = self._in_flight
+                    claim = stuck is not None and not stuck.settled
+                    if stuck is not None:
+                        stuck.settled = True
+                if claim and stuck is not None:
+                    self._store(stuck.spans, pending=len(stuck.spans))
         self._client.close()
 
     # -- the sender's thread ----------------------------------------------------------------------------------
