@@ -48,6 +48,7 @@ class SendOutcome:
     status: int | None = None
     attempts: int = 0
     refused: bool = False
+    body: bytes = b""  # the collector's answer to a delivered request (a partial success names rejected spans)
 
     @property
     def delivered(self) -> bool:
@@ -98,8 +99,13 @@ class OtlpHttpClient:
         self._retry_refused = retry_refused
         self._stop = threading.Event()
 
+    @property
+    def url_shown(self) -> str:
+        """The URL without credentials, for messages."""
+        return redact_url(self.url)
+
     def __repr__(self) -> str:
-        return f"OtlpHttpClient(url={redact_url(self.url)!r})"
+        return f"OtlpHttpClient(url={self.url_shown!r})"
 
     def send(self, body: bytes, timeout: float, *, deadline: float | None = None) -> SendOutcome:
         """Deliver ``body`` within ``timeout`` seconds (or by ``deadline`` on the clock, whichever is first)."""
@@ -127,7 +133,7 @@ class OtlpHttpClient:
             if response is not None:
                 status = response.status
                 if 200 <= status < 300:
-                    return SendOutcome(Outcome.DELIVERED, f"HTTP {status}", status, attempts)
+                    return SendOutcome(Outcome.DELIVERED, f"HTTP {status}", status, attempts, body=response.body)
                 reason = f"HTTP {status} {response.reason}".strip()
                 if status == 413:
                     return SendOutcome(Outcome.TOO_LARGE, reason, status, attempts)
