@@ -62,6 +62,7 @@ class FluxLoopConfig:
     offline_dir: str = _default("offline_dir")
     offline_max_file_bytes: int = _default("offline_max_file_bytes")
     probe_interval: float = _default("probe_interval")
+    forward_spool: bool = _default("forward_spool")
     capture_input: bool = _default("capture_input")
     capture_output: bool = _default("capture_output")
     max_attribute_length: int = _default("max_attribute_length")

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from fluxloop_otel_exporter._clock import SYSTEM_CLOCK, Clock
+from fluxloop_otel_exporter._forwarder import SpoolForwarder
 from fluxloop_otel_exporter._http import OtlpHttpClient, redact_url
 from fluxloop_otel_exporter._offline import DEFAULT_MAX_FILE_BYTES, OfflineSpanExporter
 from fluxloop_otel_exporter._sender import CollectorSender
@@ -61,7 +62,9 @@ class FluxLoopSpanExporter(SpanExporter):
     when ``offline_enabled``; with ``use_collector=False`` every batch goes to the files only. After a failed
     delivery the collector is held for down: batches go straight to disk (or, with offline storage off, are
     counted as failed) and one batch probes it every ``probe_interval`` seconds. One warning is logged when the
-    collector becomes unreachable and one info when it is back. Send spooled spans with ``fluxloop upload``.
+    collector becomes unreachable and one info when it is back. With ``forward_spool`` (on by default), spooled
+    spans are then forwarded in the background at a bounded rate (see :class:`SpoolForwarder`), exactly once
+    together with ``fluxloop upload``, which sends them on demand.
 
     ``export()`` returns SUCCESS when the batch was handed to the sender or spooled, FAILURE when it was lost; it
     never raises. ``force_flush`` waits for the sender. Counts are in :attr:`counters`. ``api_key`` is sent as
@@ -87,6 +90,7 @@ class FluxLoopSpanExporter(SpanExporter):
         transport: Transport | None = None,
         clock: Clock = SYSTEM_CLOCK,
         encoder: Encoder | None = None,
+        forward_spool: bool = True,
     ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -115,6 +119,10 @@ class FluxLoopSpanExporter(SpanExporter):
             probe_interval=float(probe_interval), clock=clock,
             spool_place=str(self._offline.directory.resolve()) if self._offline is not None else "",
         )
+        self._forwarder: SpoolForwarder | None = None
+        if forward_spool and self._use_collector and self._offline is not None:
+            self._forwarder = SpoolForwarder(self._offline.directory, new_client, timeout=self._timeout)
+            self._sender.on_up = self._forwarder.kick
         self._lock = threading.Lock()
         self._shutdown = False
         weak_reinit = weakref.WeakMethod(self._after_fork_in_child)
@@ -135,6 +143,11 @@ class FluxLoopSpanExporter(SpanExporter):
     def collector_available(self) -> bool:
         """False while the circuit breaker holds the collector for down."""
         return self._sender.collector_available
+
+    @property
+    def forwarder(self) -> SpoolForwarder | None:
+        """The background forwarder of spooled spans (None when ``forward_spool`` is off or there is no spool)."""
+        return self._forwarder
 
     @property
     def sender(self) -> CollectorSender:
@@ -171,7 +184,10 @@ class FluxLoopSpanExporter(SpanExporter):
             if self._shutdown:
                 return
             self._shutdown = True
-        self._sender.shutdown(max(timeout_millis, 0) / 1000)
+        budget = max(timeout_millis, 0) / 1000
+        if self._forwarder is not None:
+            self._forwarder.shutdown(budget / 10)  # its request in flight is cut off: the lines stay on disk
+        self._sender.shutdown(budget)
         if self._offline is not None:
             self._offline.close()
 
@@ -191,6 +207,8 @@ class FluxLoopSpanExporter(SpanExporter):
         self.counters._reset_after_fork()
         self._lock = threading.Lock()
         self._sender.after_fork_in_child()
+        if self._forwarder is not None:
+            self._forwarder.after_fork_in_child()
 
     def _spool(self, spans: Sequence[ReadableSpan], count: int) -> SpanExportResult:
         if self._offline is not None and self._offline.store(spans):

@@ -79,6 +79,7 @@ class OtlpHttpClient:
     ``compression`` ``"gzip"`` (level 1, cheap for the worker), ``"deflate"`` or ``"none"``. A refused connection is retried only
     when ``retry_refused`` (no spool to fall back on). :meth:`interrupt` ends every backoff wait at once; the attempt
     in flight ends at its deadline, or at once when the transport supports ``abort()`` and :meth:`abort` is called.
+    After an interrupt each send still makes its first attempt (what is queued at shutdown may still get through).
     """
 
     def __init__(self, url: str, *, headers: Mapping[str, str] | None = None, compression: str = "gzip",
@@ -116,8 +117,8 @@ class OtlpHttpClient:
         attempts = 0
         while True:
             now = self._clock.monotonic()
-            if now >= end or self._stop.is_set():
-                return SendOutcome(Outcome.FAILED, "timed out" if now >= end else "shut down", None, attempts)
+            if now >= end:
+                return SendOutcome(Outcome.FAILED, "timed out", None, attempts)
             attempts += 1
             refused = False
             try:
@@ -147,6 +148,8 @@ class OtlpHttpClient:
             if wait is None:
                 wait = backoff * (1 - JITTER + 2 * JITTER * self._jitter())
                 backoff = min(backoff * 2, MAX_BACKOFF)
+            if self._stop.is_set():
+                return SendOutcome(Outcome.FAILED, f"{reason}; shut down", None, attempts, refused)
             if self._clock.monotonic() + wait >= end:
                 status_code = response.status if response is not None else None
                 return SendOutcome(Outcome.FAILED, f"{reason}, retries exhausted", status_code, attempts, refused)
@@ -154,7 +157,7 @@ class OtlpHttpClient:
                 return SendOutcome(Outcome.FAILED, f"{reason}; shut down", None, attempts, refused)
 
     def interrupt(self) -> None:
-        """End backoff waits now and make later sends fail at once (shutdown)."""
+        """End backoff waits now, and from then on give each send one attempt only (shutdown)."""
         self._stop.set()
 
     def abort(self) -> None:

@@ -66,6 +66,7 @@ class CollectorSender:
         self._pid = os.getpid()
         self._client = self._client_factory()
         self._down = False
+        self._delivered_once = False
         self._next_probe = 0.0
         self._spooled_while_down = 0
 
@@ -113,21 +114,22 @@ class CollectorSender:
         return True
 
     def shutdown(self, timeout: float) -> None:
-        """Spool what waits, give the batch in flight most of ``timeout``, then cut it off and spool it. Idempotent."""
+        """Stop: no retry waits from now on; what the sender holds gets its one attempt within most of ``timeout``,
+        then the connection is cut and whatever is left is spooled. Idempotent."""
         deadline = self._clock.monotonic() + max(timeout, 0.0)
         with self._lock:
             self._stopping = True
-            waiting = list(self._inbox)
-            self._inbox.clear()
-            for batch in waiting:
-                batch.settled = True
             self._changed.notify_all()
-        self._client.interrupt()  # no more backoff waits: what is not delivered now is spooled
-        for batch in waiting:
-            self._store(batch.spans, pending=len(batch.spans))
+        self._client.interrupt()
         start = self._clock.monotonic()
-        patience = start + max(0.0, deadline - start) * _ABORT_SHARE
-        if not self._wait_idle(patience):
+        if not self._wait_idle(start + max(0.0, deadline - start) * _ABORT_SHARE):
+            with self._lock:
+                waiting = list(self._inbox)
+                self._inbox.clear()
+                for batch in waiting:
+                    batch.settled = True
+            for batch in waiting:
+                self._store(batch.spans, pending=len(batch.spans))
             self._client.abort()  # the request in flight fails at once, and the sender thread spools it
             if not self._wait_idle(deadline):
                 with self._lock:
@@ -252,7 +254,7 @@ class CollectorSender:
         url, interval = redact_url(self.url), f"{self._probe_interval:g}"
         if self._spool is not None:
             _logger.warning("fluxloop: collector at %s unreachable (%s); spooling spans to %s; retrying every %s s; "
-                            "spooled spans are sent by `fluxloop upload`",
+                            "spooled spans are forwarded when it is back, or sent by `fluxloop upload`",
                             url, reason, self._spool_place, interval)
         else:
             _logger.warning("fluxloop: collector at %s unreachable (%s); offline storage is off, so spans are "
@@ -260,16 +262,23 @@ class CollectorSender:
 
     def _mark_up(self) -> None:
         with self._lock:
-            if not self._down:
-                return
-            self._down = False
+            first, self._delivered_once = not self._delivered_once, True
+            was_down, self._down = self._down, False
             spooled = self._spooled_while_down
+        if not was_down:
+            if first:  # the collector answers: forward what earlier runs may have spooled
+                self._call_on_up()
+            return
         if spooled:
-            _logger.info("fluxloop: collector at %s reachable again; %d spans were spooled to %s meanwhile "
-                         "(sent by `fluxloop upload`)",
-                         redact_url(self.url), spooled, self._spool_place)
+            _logger.info("fluxloop: collector at %s reachable again; %d spans were spooled to %s meanwhile (%s)",
+                         redact_url(self.url), spooled, self._spool_place,
+                         "being forwarded in the background" if self.on_up is not None
+                         else "send them with `fluxloop upload`")
         else:
             _logger.info("fluxloop: collector at %s reachable again", redact_url(self.url))
+        self._call_on_up()
+
+    def _call_on_up(self) -> None:
         if self.on_up is not None:
             try:
                 self.on_up()

@@ -186,7 +186,8 @@ def test_interrupt_ends_a_backoff_wait_and_later_sends() -> None:
     transport.on_post = http.interrupt  # shutdown arrives while the first attempt runs
     result = http.send(b"b", timeout=30.0)
     assert result.outcome is Outcome.FAILED and "shut down" in result.reason and clock.waits == []
-    assert http.send(b"b", timeout=30.0).attempts == 0
+    after = http.send(b"b", timeout=30.0)  # one attempt, no retry waits, from now on
+    assert (after.delivered, after.attempts, clock.waits) == (True, 1, [])
 
 
 def test_interrupt_from_another_thread_wakes_a_real_wait() -> None:
