@@ -11,8 +11,7 @@ import logging
 import multiprocessing.util
 import os
 import threading
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opentelemetry import trace
@@ -20,7 +19,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from fluxloop import _attributes as attr
-from fluxloop import recording
 from fluxloop._config import (
     FluxLoopConfig,
     Resolved,
@@ -32,6 +30,7 @@ from fluxloop._config import (
 from fluxloop._masking import Masker
 from fluxloop._pipeline import PipelineSwitch, build_processor
 from fluxloop._processor import FluxLoopSpanProcessor
+from fluxloop._recorder import Recorder
 from fluxloop._sampling import FluxLoopSampler
 from fluxloop._version import __version__
 
@@ -100,7 +99,8 @@ class _Runtime:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.overrides: dict[str, Any] = {}
-        self.resolved: Resolved = resolve_env()
+        self.recorder = Recorder()  # recording (issue 14): the one recorder of the process
+        self.resolved: Resolved = self._with_recording_file(resolve_env())
         report_env_warnings(self.resolved)
         self.switch = PipelineSwitch()
         self.sampler = FluxLoopSampler(self.resolved.config.sample_rate)
@@ -110,9 +110,8 @@ class _Runtime:
         self.retired = {"exported": 0, "dropped": 0, "failed": 0, "spooled": 0}
         self.started = False
         self._apply_logging(self.resolved.config)
-        recording.set_masker(Masker(self.resolved.config.mask_patterns, self.resolved.config.mask_function))
-        if self.resolved.config.record_args:
-            self._apply_recording(self.resolved.config)
+        # Recording: nothing is created at import; the first record opens the file.
+        self._apply_recording(self.resolved.config, open_now=False)
 
     # -- provider ---------------------------------------------------------------------------------------------
     def start(self) -> trace.Tracer | None:
@@ -168,7 +167,7 @@ class _Runtime:
     def reset(self) -> None:
         with self.lock:
             self.overrides = {}
-            recording.reset()
+            self.recorder.reset()
             resolved = resolve_env()
             report_env_warnings(resolved)
             # Tear down what configure() built, even where the new config would reuse it: a fresh start.
@@ -177,6 +176,7 @@ class _Runtime:
 
     def _apply(self, resolved: Resolved, recording_changed: bool, rebuild: bool = False) -> None:
         global STATE
+        resolved = self._with_recording_file(resolved)
         old, new = self.resolved.config, resolved.config
         self.resolved = resolved
         self._apply_logging(new)
@@ -189,11 +189,21 @@ class _Runtime:
             tracer = self._tracer_for(new)
         self.sampler.rate = new.sample_rate
         STATE = _call_state(new, tracer)
-        recording.set_masker(STATE.masker)  # mask options apply to records too, recording on or off
+        self.recorder.set_masker(STATE.masker)  # mask options apply to records too, recording on or off
 
-    def _apply_recording(self, config: FluxLoopConfig) -> None:
-        recording.apply_config(config.record_args, config.recording_file,
-                               Masker(config.mask_patterns, config.mask_function))
+    # -- recording: the one place the runtime drives its Recorder ----------------------------------------------
+    def _with_recording_file(self, resolved: Resolved) -> Resolved:
+        """``resolved`` with ``recording_file`` as the recorder will use it (absolute, or the default name), so
+        ``get_config()`` tells the truth."""
+        config = resolved.config
+        path = self.recorder.resolve_file(config.record_args, config.recording_file)
+        if path == config.recording_file:
+            return resolved
+        return Resolved(replace(config, recording_file=path), resolved.sources, resolved.warnings)
+
+    def _apply_recording(self, config: FluxLoopConfig, open_now: bool = True) -> None:
+        self.recorder.apply(config.record_args, config.recording_file,
+                            Masker(config.mask_patterns, config.mask_function), open_now)
 
     @staticmethod
     def _apply_logging(config: FluxLoopConfig) -> None:
@@ -217,17 +227,14 @@ class _Runtime:
 
     def flush(self, timeout: float | None) -> bool:
         timeout = self.resolved.config.timeout if timeout is None else timeout
-        deadline = time.monotonic() + max(timeout, 0.0)
-        ok = self.switch.force_flush(int(max(timeout, 0.0) * 1000))
-        return recording.flush(max(0.0, deadline - time.monotonic())) and ok
+        return self.switch.force_flush(int(max(timeout, 0.0) * 1000))  # records are written synchronously
 
     def shutdown(self, timeout: float | None = None) -> None:
         global STATE
         with self.lock:
             timeout = self.resolved.config.timeout if timeout is None else timeout
-            deadline = time.monotonic() + max(timeout, 0.0)
             self._retire(self.switch.swap(None), timeout)
-            recording.shutdown(max(0.0, deadline - time.monotonic()))
+            self.recorder.close()  # records are written synchronously: nothing is pending
             self.started = False
             STATE = _call_state(self.resolved.config, None)
 
@@ -257,6 +264,7 @@ class _Runtime:
     def after_fork_in_child(self) -> None:
         # Another parent thread may have held the lock at fork time: the child starts with a fresh one.
         self.lock = threading.RLock()
+        self.recorder.after_fork_in_child()
         # The parent's exporter holds the parent's sockets: the child gets a pipeline of its own.
         if self.started and self.resolved.config.enabled:
             self.switch.swap(build_processor(self.resolved.config))
