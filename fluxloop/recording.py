@@ -30,9 +30,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fluxloop import _api, _runtime
-from fluxloop._errors import report
-from fluxloop._recorder import absolute_path, open_append
+from fluxloop import _api, _errors, _recorder, _runtime
 
 __all__ = [
     "disable_recording",
@@ -55,9 +53,9 @@ def enable_recording(path: str | os.PathLike[str] | None = None) -> str:
 
         path = fluxloop.enable_recording("/tmp/args.jsonl")
     """
-    resolved = absolute_path(path) if path is not None else None
+    resolved = _recorder.absolute_path(path) if path is not None else None
     file = _runtime.RUNTIME.recorder.resolve_file(True, resolved)
-    os.close(open_append(file or resolved or ""))  # raises OSError before the configuration changes
+    os.close(_recorder.open_append(file or resolved or ""))  # raises OSError before the configuration changes
     _api.configure(record_args=True, recording_file=resolved)
     return recording_path() or ""
 
@@ -122,7 +120,7 @@ def record_call_args(target: str, iteration: int | None = None, **kwargs: Any) -
     if not recorder.active:
         return
     if not isinstance(target, str) or not target:
-        report("recording-target", "record_call_args(): target should be a non-empty 'module:qualname' string, "
+        _errors.report("recording-target", "record_call_args(): target should be a non-empty 'module:qualname' string, "
                "got %r", target)
         target = str(target) or "?"
     recorder.record(target, iteration, kwargs)
