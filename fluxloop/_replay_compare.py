@@ -79,17 +79,6 @@ def read_outcomes(path: str) -> dict[str, dict[str, Any]]:
 
 
 # -- comparing ----------------------------------------------------------------------------------------------------
-def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
-    if isinstance(value, dict) and value:
-        for key, item in value.items():
-            _flatten(item, f"{path}.{key}" if path else str(key), out)
-    elif isinstance(value, list) and value:
-        for index, item in enumerate(value):
-            _flatten(item, f"{path}[{index}]", out)
-    else:
-        out[path] = value
-
-
 def _tokens(path: str) -> list[str]:
     return _TOKEN.findall(path)
 
@@ -120,24 +109,47 @@ def _show(value: Any) -> str:
     return text if len(text) <= _PREVIEW else text[:_PREVIEW] + "..."
 
 
-def diff(expected: Mapping[str, Any], actual: Mapping[str, Any], ignore: Sequence[str] = ()) -> list[str]:
-    """Readable differences between two outcomes, one line per leaf: ``path: old -> new``, ``- path: old``
-    (gone), ``+ path: new`` (added). Paths matching an ``ignore`` pattern (or under one) are left out."""
-    patterns = [_tokens(p) for p in ignore]
-    old: dict[str, Any] = {}
-    new: dict[str, Any] = {}
-    _flatten(dict(expected), "", old)
-    _flatten(dict(actual), "", new)
-    lines = []
-    for path in sorted(old.keys() | new.keys()):
-        if _ignored(path, patterns):
+def _prune(value: Any, path: str, patterns: Sequence[list[str]]) -> Any:
+    """``value`` (found at ``path``) without the parts an ignore pattern covers, for display."""
+    if isinstance(value, dict):
+        return {k: _prune(v, f"{path}.{k}" if path else str(k), patterns) for k, v in value.items()
+                if not _ignored(f"{path}.{k}" if path else str(k), patterns)}
+    if isinstance(value, list):
+        return [_prune(v, f"{path}[{i}]", patterns) for i, v in enumerate(value)
+                if not _ignored(f"{path}[{i}]", patterns)]
+    return value
+
+
+def _walk(old: Any, new: Any, path: str, patterns: Sequence[list[str]], out: list[str]) -> None:
+    if path and _ignored(path, patterns):
+        return
+    if isinstance(old, dict) and isinstance(new, dict):
+        steps: list[tuple[str, Any, Any, bool, bool]] = [
+            (f"{path}.{k}" if path else str(k), old.get(k), new.get(k), k in old, k in new)
+            for k in sorted(old.keys() | new.keys(), key=str)]
+    elif isinstance(old, list) and isinstance(new, list):
+        steps = [(f"{path}[{i}]", old[i] if i < len(old) else None, new[i] if i < len(new) else None,
+                  i < len(old), i < len(new)) for i in range(max(len(old), len(new)))]
+    else:
+        if old != new or type(old) is not type(new):
+            out.append(f"  {path}: {_show(_prune(old, path, patterns))} -> {_show(_prune(new, path, patterns))}")
+        return
+    for sub, a, b, in_old, in_new in steps:
+        if _ignored(sub, patterns):
             continue
-        if path not in new:
-            lines.append(f"- {path}: {_show(old[path])}")
-        elif path not in old:
-            lines.append(f"+ {path}: {_show(new[path])}")
-        elif old[path] != new[path] or type(old[path]) is not type(new[path]):
-            lines.append(f"  {path}: {_show(old[path])} -> {_show(new[path])}")
+        if not in_new:
+            out.append(f"- {sub}: {_show(_prune(a, sub, patterns))}")
+        elif not in_old:
+            out.append(f"+ {sub}: {_show(_prune(b, sub, patterns))}")
+        else:
+            _walk(a, b, sub, patterns, out)
+
+
+def diff(expected: Mapping[str, Any], actual: Mapping[str, Any], ignore: Sequence[str] = ()) -> list[str]:
+    """Readable differences between two outcomes, one line each: ``path: old -> new``, ``- path: old`` (gone),
+    ``+ path: new`` (added). Paths matching an ``ignore`` pattern (or under one) are left out."""
+    lines: list[str] = []
+    _walk(dict(expected), dict(actual), "", [_tokens(p) for p in ignore], lines)
     return lines
 
 
