@@ -163,3 +163,10 @@ def quote(item: str, qty: int, send: Callable) -> dict:
     price = 2.5 * qty * (1 - RULES["bulk_discount"] if qty >= 10 else 1)
     send({"item": item, "price": price})
     return {"item": item, "qty": qty, "price": price, "quote_id": uuid.uuid4().hex}
+
+
+async def broadcast(names: list, send: Callable) -> int:
+    """Awaits ``send`` once per name (for ``<builtin:collector.send:async>`` callbacks)."""
+    for name in names:
+        await send({"to": name})
+    return len(names)
