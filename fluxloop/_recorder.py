@@ -38,7 +38,7 @@ from opentelemetry.trace import SpanContext
 
 from fluxloop._errors import report
 from fluxloop._masking import DEFAULT_MASKER, Masker
-from fluxloop._serialize import to_jsonable
+from fluxloop._serialize import dumps_bounded
 
 RECORD_VERSION: Final = "1"
 #: A string value longer than this is cut (``...[truncated N chars]``); collections keep this many items.
@@ -213,7 +213,7 @@ class Recorder:
             self.active = False
 
     def stats(self) -> dict[str, int]:
-        """``written`` records, ``failed`` writes, ``truncated`` records (values cut to fit the bounds)."""
+        """``written`` records, ``failed`` writes, ``truncated`` records (cut again with small bounds to fit)."""
         return {"written": self.written, "failed": self.failed, "truncated": self.truncated}
 
     def after_fork_in_child(self) -> None:
@@ -271,16 +271,13 @@ class Recorder:
 
     # -- internals ----------------------------------------------------------------------------------------
     def _kwargs_json(self, kwargs: Mapping[str, Any]) -> bytes:
-        data, _ = to_jsonable(kwargs, self._masker, str_limit=MAX_VALUE_CHARS, item_limit=MAX_ITEMS)
-        text = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+        text = dumps_bounded(kwargs, self._masker, MAX_VALUE_CHARS, MAX_ITEMS)
         if len(text) > MAX_RECORD_BYTES:
             self.truncated += 1
-            data, _ = to_jsonable(kwargs, self._masker, str_limit=_SMALL_VALUE_CHARS, item_limit=_SMALL_ITEMS)
-            text = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+            size = len(text)
+            text = dumps_bounded(kwargs, self._masker, _SMALL_VALUE_CHARS, _SMALL_ITEMS)
             if len(text) > MAX_RECORD_BYTES:
-                text = orjson.dumps({"...": f"[record of {len(text)} bytes truncated]"})
-        elif b"...[truncated " in text or b"more items" in text:
-            self.truncated += 1
+                text = orjson.dumps({"...": f"[record of {size} bytes truncated]"})
         return text
 
     def _write_record(self, target: str, iteration: int | None, reuse: int | None, kwargs: Mapping[str, Any],

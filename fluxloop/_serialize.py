@@ -263,6 +263,22 @@ def dumps(value: Any, masker: Masker = DEFAULT_MASKER) -> tuple[bytes, list[str]
     return orjson.dumps(data, option=_ORJSON_OPTS), masked
 
 
+def dumps_bounded(value: Any, masker: Masker, str_limit: int, item_limit: int) -> bytes:
+    """JSON bytes of ``value`` for a recording, strings cut at ``str_limit`` and collections at ``item_limit``.
+
+    Fast path, as for span attributes: orjson straight on the value when nothing needs masking and the whole
+    text is within ``str_limit`` (so no single value can be over it); otherwise the walk.
+    """
+    try:
+        data = orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTS)
+        if len(data) <= str_limit and not masker.json_needs_masking(data.decode()):
+            return data
+    except Exception:
+        pass
+    walked, _ = to_jsonable(value, masker, str_limit=str_limit, item_limit=item_limit)
+    return orjson.dumps(walked, option=_ORJSON_OPTS)
+
+
 def dumps_attribute(value: Any, max_length: int, masker: Masker = DEFAULT_MASKER) -> tuple[str, list[str]]:
     """A JSON string of ``value`` for a span attribute, at most about ``max_length`` characters.
 
