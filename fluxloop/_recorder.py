@@ -116,7 +116,7 @@ def _importable(target: str) -> str:
     if not target.startswith("__main__:"):
         return target
     name = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
-    if not name or name == "__main__" or name.endswith(".__main__"):
+    if not isinstance(name, str) or not name or name == "__main__" or name.endswith(".__main__"):
         return target
     return name + target[len("__main__"):]
 
@@ -260,6 +260,8 @@ class Recorder:
         if token is None:
             return
         try:
+            ctx_token: contextvars.Token[_Scope | None]
+            scope: _Scope
             ctx_token, scope = token  # type: ignore[misc]
             try:
                 _SCOPE.reset(ctx_token)
@@ -319,8 +321,8 @@ class Recorder:
             size = os.fstat(fd).st_size
             if size != self._clean_size and size > 0 and os.pread(fd, 1, size - 1) != b"\n":
                 line = b"\n" + line  # a torn line from a killed writer: end it, so it cannot swallow ours
-            data = memoryview(line)
-            while data:
+            data = line
+            while data:  # a regular file takes the whole line at once; a short write is completed
                 data = data[self._write(fd, data):]
             self._clean_size = size + len(line)
             self.written += 1

@@ -226,4 +226,4 @@ class CompareReport:
                 failure.text = "\n".join(c.diff)
             elif c.status == NEW:
                 ET.SubElement(case, "skipped", {"message": "no saved outcome for this record"})
-        return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+        return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
