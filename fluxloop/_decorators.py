@@ -89,8 +89,7 @@ def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: d
             # validates attributes per call, and one validation pass instead of two is measurably cheaper.
             span = tracer.start_span(spec.span_name, context=ctx)
         rec = None
-        recorder = _runtime.RUNTIME.recorder
-        if spec.record and recorder.active:
+        if spec.record and (recorder := _runtime.RUNTIME.recorder).active:
             if arguments is None:
                 arguments = spec.bind(args, kwargs)
             rec = recorder.on_agent_start(spec.target, arguments,

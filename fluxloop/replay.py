@@ -29,17 +29,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
-from fluxloop import _attributes as attr
-from fluxloop._context import instrument
-from fluxloop._recorder import suppressed
-from fluxloop._replay_compare import (
-    CompareReport,
-    Comparison,
-    compare,
-    outcomes_path,
-    read_outcomes,
-    write_outcomes,
-)
+from fluxloop import _attributes, _context, _recorder, _replay_compare, _serialize
+from fluxloop._replay_compare import CompareReport, Comparison, outcomes_path
 from fluxloop._replay_rebuild import (
     CallableStub,
     ErrorCollector,
@@ -48,7 +39,6 @@ from fluxloop._replay_rebuild import (
     rebuild_kwargs,
 )
 from fluxloop._replay_records import ReplayError, Record, load_records, select_records
-from fluxloop._serialize import to_jsonable
 
 __all__ = [
     "CallableStub",
@@ -56,11 +46,12 @@ __all__ = [
     "Comparison",
     "ErrorCollector",
     "MessageCollector",
-    "Record",
     "RebuiltCall",
+    "Record",
     "ReplayError",
     "ReplayResult",
     "compare_file",
+    "load_callable",
     "load_records",
     "outcomes_path",
     "rebuild_kwargs",
@@ -214,7 +205,7 @@ class ReplayResult:
             exception = {"type": ReplayError.__name__, "message": self.error or ""}
         data = {"status": "ok" if self.ok else "error", "output": self.output, "messages": self.messages,
                 "errors": self.errors, "stub_calls": self.stub_calls, "exception": exception}
-        return to_jsonable(data, str_limit=10_000, item_limit=1000)[0]  # type: ignore[no-any-return]
+        return _serialize.to_jsonable(data, str_limit=10_000, item_limit=1000)[0]  # type: ignore[no-any-return]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``fluxloop replay --json`` prints, one per line)."""
@@ -225,7 +216,7 @@ class ReplayResult:
             "masked": self.masked, "output": self.output, "error": self.error, "trace_id": self.trace_id,
             "original_trace_id": self.record.trace_id, "unrebuildable": self.unrebuildable,
         }
-        return to_jsonable(data)[0]  # type: ignore[no-any-return]
+        return _serialize.to_jsonable(data)[0]  # type: ignore[no-any-return]
 
 
 def replay_record(record: Record, *, factory: Callable[[], Any] | None = None, source: str | None = None,
@@ -251,16 +242,17 @@ def replay_record(record: Record, *, factory: Callable[[], Any] | None = None, s
         result.error = str(exc)
         return result
     metadata = {"replay.original_trace_id": record.trace_id} if record.trace_id else None
-    attributes: dict[str, Any] = {attr.REPLAY: True, attr.REPLAY_ITERATION: record.iteration}
+    attributes: dict[str, Any] = {_attributes.REPLAY: True, _attributes.REPLAY_ITERATION: record.iteration}
     if source is not None:
-        attributes[attr.REPLAY_SOURCE] = source
+        attributes[_attributes.REPLAY_SOURCE] = source
     start = time.perf_counter()
     try:
-        with suppressed(), instrument(f"replay {record.target}", new_trace=True, tags=["replay"],
-                                                metadata=metadata, attributes=attributes) as ctx:
+        with _recorder.suppressed(), _context.instrument(f"replay {record.target}", new_trace=True,
+                                                         tags=["replay"], metadata=metadata,
+                                                         attributes=attributes) as ctx:
             trace_id = ctx.trace_id
             result.trace_id = trace_id if trace_id != _NO_TRACE else None
-            result.output = to_jsonable(_invoke(fn, args, kwargs), str_limit=1000, item_limit=100)[0]
+            result.output = _serialize.to_jsonable(_invoke(fn, args, kwargs), str_limit=1000, item_limit=100)[0]
         result.ok = True
     except (Exception, asyncio.CancelledError, SystemExit) as exc:  # the target's failure, reported
         result.exception = exc
@@ -299,7 +291,7 @@ def save_outcomes(path: str | os.PathLike[str], *, factory: str | Callable[[], A
         save_outcomes("calls.jsonl")   # once, with code you trust; commit both files
     """
     results = replay_file(path, all_records=True, factory=factory)
-    write_outcomes(os.fspath(outcomes) if outcomes is not None else outcomes_path(path),
+    _replay_compare.write_outcomes(os.fspath(outcomes) if outcomes is not None else outcomes_path(path),
                    [(result.record, result.outcome()) for result in results])
     return results
 
@@ -317,10 +309,10 @@ def compare_file(path: str | os.PathLike[str], *, ignore: Sequence[str] = (),
         report = compare_file("calls.jsonl", ignore=["output.request_id"])
         assert not report.regressed, report.summary()
     """
-    saved = read_outcomes(os.fspath(outcomes) if outcomes is not None else outcomes_path(path))
+    saved = _replay_compare.read_outcomes(os.fspath(outcomes) if outcomes is not None else outcomes_path(path))
     results = replay_file(path, all_records=True, factory=factory)
     return CompareReport(os.fspath(path), [
-        compare(r.record, saved.get(r.record.key), r.outcome(), ignore, r.duration) for r in results])
+        _replay_compare.compare(r.record, saved.get(r.record.key), r.outcome(), ignore, r.duration) for r in results])
 
 
 def _invoke(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:

@@ -85,8 +85,18 @@ def test_an_explicit_record_supersedes_its_calls_automatic_record_only(tmp_path:
 def test_a_record_glued_to_a_torn_line_is_salvaged(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_bytes(b'{"_version":"1","iteration":0,"target":"app:f","kwargs":{"pad":"xx'
-                     b'{"_version":"1","iteration":1,"target":"app:f","kwargs":{"n":{"_version":"1"}},"timestamp":"t"}\n')
+                     b'{"_version":"1","iteration":1,"target":"app:f","kwargs":{"n":{"_version":"1"}},'
+                     b'"timestamp":"t"}\n')
     problems: list[ReplayError] = []
     [record] = load_records(path, on_malformed=problems.append)
     assert record.iteration == 1 and record.kwargs == {"n": {"_version": "1"}}
     assert len(problems) == 1 and "r.jsonl:1: malformed record" in str(problems[0])
+
+
+def test_the_public_module_publishes_public_names_only() -> None:
+    import fluxloop.replay as replay
+
+    defined_here = {name for name, value in vars(replay).items()
+                    if not name.startswith("_") and getattr(value, "__module__", "").startswith("fluxloop")}
+    assert defined_here == set(replay.__all__)
+    assert replay.__all__ == sorted(replay.__all__)
