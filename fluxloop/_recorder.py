@@ -177,8 +177,8 @@ class Recorder:
                 self._close_locked()
                 self.active = False
                 return
-            if recording_file != self._path:
-                self._close_locked()
+            if recording_file != self._path or (open_now and self._unlinked_locked()):
+                self._close_locked()  # another file, or ours was deleted: start the file again
                 self._path = recording_file
             self.active = True
             if open_now:
@@ -345,10 +345,17 @@ class Recorder:
             self._fd = open_append(self._path)
         except OSError as exc:
             self.active = False
-            report("recording-open", "cannot open recording file %s: %s; recording is off", self._path, exc)
+            report("recording-open", "cannot open recording file %s (option recording_file): %s; recording is off",
+                   self._path, exc)
             return None
         self._clean_size = -1
         return self._fd
+
+    def _unlinked_locked(self) -> bool:
+        try:
+            return self._fd is not None and os.fstat(self._fd).st_nlink == 0
+        except OSError:
+            return True
 
     def _close_locked(self) -> None:
         fd, self._fd = self._fd, None

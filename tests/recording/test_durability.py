@@ -208,3 +208,12 @@ def test_import_with_record_args_in_the_environment_creates_no_file(tmp_path: Pa
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert fluxloop.get_config().record_args is False  # this process is unaffected
+
+
+def test_enabling_again_after_the_file_was_deleted_starts_it_again(rec_file: Path) -> None:
+    recording.enable_recording(rec_file)
+    recording.record_call_args(target="app:f", n=1)
+    rec_file.unlink()
+    recording.enable_recording(rec_file)
+    recording.record_call_args(target="app:f", n=2)
+    assert [r["kwargs"]["n"] for r in read_records(rec_file)] == [2]
