@@ -138,7 +138,7 @@ class Recorder:
         #: True while records are written; a plain attribute, read by the decorators on every call.
         self.active = False
         self._write = write
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: an @agent called from a signal handler mid-record
         self._path: str | None = None
         self._fd: int | None = None
         self._default: str | None = None  # the timestamped default file, kept until reset()
@@ -219,7 +219,7 @@ class Recorder:
     def after_fork_in_child(self) -> None:
         # Another thread may have held the lock at fork time. The descriptor stays: O_APPEND writes of the
         # parent and the child land whole at the end of the file.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._clean_size = -1
 
     # -- recording (calling thread) -----------------------------------------------------------------------

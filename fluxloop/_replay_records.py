@@ -12,7 +12,7 @@ import orjson
 from fluxloop._recorder import RECORD_VERSION, function_name
 
 #: Every record FluxLoop (and the original fluxloop) writes starts with this.
-_RECORD_START: Final = b'{"_version":'
+_RECORD_START: Final = b'{"_version"'
 
 
 class ReplayError(Exception):

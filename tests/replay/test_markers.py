@@ -100,3 +100,16 @@ def test_the_public_module_publishes_public_names_only() -> None:
                     if not name.startswith("_") and getattr(value, "__module__", "").startswith("fluxloop")}
     assert defined_here == set(replay.__all__)
     assert replay.__all__ == sorted(replay.__all__)
+
+
+def test_records_in_the_original_fluxloops_own_format_load_and_salvage(tmp_path: Path) -> None:
+    original = ('{"_version": "1", "iteration": 3, "target": "pkg.mod:Handler.handle", "kwargs": {"conn": '
+                '"<repr:<Conn>>", "send": "<builtin:collector.send:async>"}, "timestamp": "2025-09-30T14:30:00"}')
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"_version": "1", "iteration": 2, "target": "pkg.mod:Handler.handle", "kwargs": {"x": "'
+                    + original + "\n" + original + "\n")
+    problems: list[ReplayError] = []
+    records = load_records(path, on_malformed=problems.append)
+    assert [(r.line, r.iteration) for r in records] == [(1, 3), (2, 3)] and len(problems) == 1
+    call = rebuild_kwargs(records[0].kwargs)
+    assert call.unrebuildable == ["conn"] and inspect.iscoroutinefunction(call.kwargs["send"])
