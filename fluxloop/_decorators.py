@@ -93,7 +93,7 @@ def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: d
             if arguments is None:
                 arguments = spec.bind(args, kwargs)
             rec = recorder.on_agent_start(spec.target, arguments,
-                                           span.get_span_context() if span is not None else None)
+                                          span.get_span_context() if span is not None else None)
         if span is None and rec is None:
             return None
         token = _attach(_set_span_in_context(span, ctx)) if attach and span is not None else None
