@@ -38,11 +38,21 @@ def outcomes_path(recording: str | os.PathLike[str]) -> str:
     return stem + ".outcomes.jsonl"
 
 
-def write_outcomes(path: str, entries: Iterable[tuple[Record, Mapping[str, Any]]]) -> None:
-    """Write the outcomes file at once (a temporary file renamed over it), so a reader never sees half of it."""
-    lines = [orjson.dumps({"key": record.key, "target": record.target, "iteration": record.iteration,
-                           "line": record.line, "outcome": outcome}, option=orjson.OPT_NON_STR_KEYS)
-             for record, outcome in entries]
+def write_outcomes(path: str, entries: Iterable[tuple[Record, Mapping[str, Any]]], *, update: bool = False) -> None:
+    """Write the outcomes file at once (a temporary file renamed over it), so a reader never sees half of it.
+    With ``update``, outcomes already saved for other records are kept."""
+    rows: dict[str, bytes] = {}
+    if update and os.path.exists(path):
+        with open(path, "rb") as file:
+            for raw in file.read().splitlines():
+                try:
+                    rows[str(orjson.loads(raw)["key"])] = raw
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue  # a malformed line is not carried over
+    for record, outcome in entries:
+        rows[record.key] = orjson.dumps({"key": record.key, "target": record.target, "iteration": record.iteration,
+                                         "line": record.line, "outcome": outcome}, option=orjson.OPT_NON_STR_KEYS)
+    lines = list(rows.values())
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".outcomes-", dir=directory)
     try:

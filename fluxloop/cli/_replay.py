@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if args.save_outcomes:
         path = args.outcomes or outcomes_path(args.file)
         try:
-            write_outcomes(path, [(result.record, result.outcome()) for result in results])
+            write_outcomes(path, [(result.record, result.outcome()) for result in results],
+                           update=args.target is not None or args.iteration is not None)
         except OSError as exc:
             print(f"fluxloop replay: error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
             return _FAILED

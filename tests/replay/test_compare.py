@@ -156,3 +156,15 @@ def test_compare_without_saved_outcomes_is_a_clear_error(capsys: pytest.CaptureF
 def test_ignore_and_junit_need_compare(capsys: pytest.CaptureFixture[str], recorded: Path) -> None:
     result = run_cli(capsys, "replay", str(recorded), "--ignore", "output.id")
     assert result.code == 1 and "--compare" in result.err
+
+
+def test_saving_the_outcomes_of_one_target_keeps_the_others(capsys: pytest.CaptureFixture[str],
+                                                            recorded: Path) -> None:
+    assert run_cli(capsys, "replay", str(recorded), "--save-outcomes").code == 0
+    fluxloop.configure(record_args=True, recording_file=str(recorded))
+    sample_agents.greet("ann")
+    fluxloop.disable_recording()
+    saved = run_cli(capsys, "replay", str(recorded), "--save-outcomes", "--target", f"{M}:greet")
+    assert saved.code == 0, saved.err
+    result = run_cli(capsys, "replay", str(recorded), "--compare", "--ignore", "output.quote_id")
+    assert result.code == 0 and result.out.splitlines()[-1] == "6 compared: 6 same", result.out
