@@ -177,8 +177,8 @@ class Recorder:
                 self._close_locked()
                 self.active = False
                 return
-            if recording_file != self._path or (open_now and self._unlinked_locked()):
-                self._close_locked()  # another file, or ours was deleted: start the file again
+            if recording_file != self._path:
+                self._close_locked()
                 self._path = recording_file
             self.active = True
             if open_now:
@@ -312,13 +312,28 @@ class Recorder:
             self._append_locked(fd, head + str(number).encode() + tail)
             return number
 
+    def _lock_end(self, fd: int) -> tuple[int, int]:
+        """Lock the file against other processes (its end is checked and appended to as one step) and return the
+        descriptor and the file's size. A file deleted since it was opened is created again at its path."""
+        if _lockf is not None:
+            _lockf(fd, _LOCK_EX)
+        stat = os.fstat(fd)
+        if stat.st_nlink or self._path is None:
+            return fd, stat.st_size
+        if _lockf is not None:
+            _lockf(fd, _LOCK_UN)
+        new = open_append(self._path)
+        os.close(fd)
+        self._fd, self._clean_size = new, -1
+        if _lockf is not None:
+            _lockf(new, _LOCK_EX)
+        return new, os.fstat(new).st_size
+
     def _append_locked(self, fd: int, line: bytes) -> None:
-        locked = False
+        locked: int | None = None
         try:
-            if _lockf is not None:  # other processes: check the file's end and append as one step
-                _lockf(fd, _LOCK_EX)
-                locked = True
-            size = os.fstat(fd).st_size
+            fd, size = self._lock_end(fd)
+            locked = fd if _lockf is not None else None
             if size != self._clean_size and size > 0 and os.pread(fd, 1, size - 1) != b"\n":
                 line = b"\n" + line  # a torn line from a killed writer: end it, so it cannot swallow ours
             data = line
@@ -332,9 +347,9 @@ class Recorder:
             report("recording-write", "cannot write recording file %s: %r (%d records lost so far)",
                    self._path, exc, self.failed)
         finally:
-            if locked:
+            if locked is not None and _lockf is not None:
                 try:
-                    _lockf(fd, _LOCK_UN)  # type: ignore[misc]
+                    _lockf(locked, _LOCK_UN)
                 except OSError:
                     pass
 
@@ -350,12 +365,6 @@ class Recorder:
             return None
         self._clean_size = -1
         return self._fd
-
-    def _unlinked_locked(self) -> bool:
-        try:
-            return self._fd is not None and os.fstat(self._fd).st_nlink == 0
-        except OSError:
-            return True
 
     def _close_locked(self) -> None:
         fd, self._fd = self._fd, None

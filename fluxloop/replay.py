@@ -205,7 +205,7 @@ class ReplayResult:
             exception = {"type": ReplayError.__name__, "message": self.error or ""}
         data = {"status": "ok" if self.ok else "error", "output": self.output, "messages": self.messages,
                 "errors": self.errors, "stub_calls": self.stub_calls, "exception": exception}
-        return _serialize.to_jsonable(data, str_limit=10_000, item_limit=1000)[0]  # type: ignore[no-any-return]
+        return _serialize.to_jsonable(data, str_limit=10_000, item_limit=1000)[0]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``fluxloop replay --json`` prints, one per line)."""
@@ -216,7 +216,7 @@ class ReplayResult:
             "masked": self.masked, "output": self.output, "error": self.error, "trace_id": self.trace_id,
             "original_trace_id": self.record.trace_id, "unrebuildable": self.unrebuildable,
         }
-        return _serialize.to_jsonable(data)[0]  # type: ignore[no-any-return]
+        return _serialize.to_jsonable(data)[0]
 
 
 def replay_record(record: Record, *, factory: Callable[[], Any] | None = None, source: str | None = None,

@@ -210,10 +210,12 @@ def test_import_with_record_args_in_the_environment_creates_no_file(tmp_path: Pa
     assert fluxloop.get_config().record_args is False  # this process is unaffected
 
 
-def test_enabling_again_after_the_file_was_deleted_starts_it_again(rec_file: Path) -> None:
+def test_a_recording_deleted_while_recording_is_created_again(rec_file: Path) -> None:
     recording.enable_recording(rec_file)
     recording.record_call_args(target="app:f", n=1)
-    rec_file.unlink()
-    recording.enable_recording(rec_file)
+    rec_file.unlink()  # rotated away by hand, say
     recording.record_call_args(target="app:f", n=2)
     assert [r["kwargs"]["n"] for r in read_records(rec_file)] == [2]
+    recording.enable_recording(rec_file)
+    recording.record_call_args(target="app:f", n=3)
+    assert [r["kwargs"]["n"] for r in read_records(rec_file)] == [2, 3]
