@@ -188,8 +188,6 @@ def test_the_application_shutting_its_provider_down_is_noticed(tmp_path) -> None
     assert _span_count(str(tmp_path / "out")) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="fluxloop/recording.py and _recording_writer.py still call os.register_at_fork "
-                   "unguarded at import; issue 14 moves them onto the runtime's registry (fluxloop/_process.py)")
 def test_works_where_register_at_fork_does_not_exist(tmp_path) -> None:
     proc = _run("""
         import os, random  # random seeds itself through register_at_fork at import, as CPython does on POSIX
