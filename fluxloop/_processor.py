@@ -70,6 +70,8 @@ class FluxLoopSpanProcessor(SpanProcessor):
         self._dropped_since_report = 0
         self._shutdown = False
         self._init_worker_state()
+        if _takes_deadline(exporter):  # its sender may make the worker wait for room while the queue is half empty
+            exporter.sender.backlog_ok = self._has_room_to_wait
         # Start the worker now, not on the first span: starting a thread costs the calling thread about a
         # millisecond, which would show in that span's trace. (A forked child starts its own lazily.)
         self._ensure_worker()
@@ -173,6 +175,9 @@ class FluxLoopSpanProcessor(SpanProcessor):
             _logger.warning("fluxloop: spans this pipeline handled: %d exported, %d spooled, %d dropped (queue full), "
                             "%d failed", counts["exported"], counts.get("spooled", 0), counts["dropped"],
                             counts["failed"])
+
+    def _has_room_to_wait(self) -> bool:
+        return len(self._queue) < self._max_queue_size // 2 and not self._shutdown
 
     def _report_drops(self) -> None:
         # The count since the last report, read when reporting: at most once per DROP_REPORT_INTERVAL, by the

@@ -381,6 +381,8 @@ class Runtime:
         self.hooks.after_fork_in_child(self.after_fork_in_child)
         self.hooks.at_exit(self._at_exit)
         self.hooks.in_multiprocessing_child(self._flush_at_multiprocessing_exit)
+        if self.hooks.in_multiprocessing_child_now():  # a spawn/forkserver worker, or FluxLoop first used in one
+            self._flush_at_multiprocessing_exit()
 
     def _at_exit(self) -> None:
         self.shutdown(self.resolved.config.timeout + EXIT_GRACE)
@@ -389,6 +391,11 @@ class Runtime:
         # A multiprocessing child ends with os._exit() after running multiprocessing's finalizers, never atexit;
         # it also clears the finalizers inherited at fork, so this runs from its after-fork hook.
         self.hooks.at_multiprocessing_exit(self.shutdown)
+        # Pool.__exit__ / terminate() end workers with SIGTERM, which skips the finalizers: flush first.
+        self.hooks.flush_on_sigterm(self._shutdown_on_sigterm)
+
+    def _shutdown_on_sigterm(self) -> None:
+        self.shutdown(self.resolved.config.timeout)
 
     def after_fork_in_child(self) -> None:
         # Another parent thread may have held the lock at fork time: the child starts with a fresh one.

@@ -26,7 +26,13 @@ from fluxloop_otel_exporter._stages import Encoder, ExportCounters, Spool, cut_l
 __all__ = ["CollectorSender"]
 
 _logger = logging.getLogger("fluxloop.exporter")
-_ABORT_SHARE = 0.8  # of a shutdown budget waited for the request in flight before its connection is closed
+_ABORT_SHARE = 0.8
+_STORE_GRACE = 0.5  # how long shutdown waits, past its budget, for a spool write the sender thread is doing
+_RECHECK = 0.01  # seconds between looks at the batcher's backlog while waiting for the sender
+
+
+def _always() -> bool:
+    return True  # of a shutdown budget waited for the request in flight before its connection is closed
 
 
 class _Batch:
@@ -54,6 +60,10 @@ class CollectorSender:
         self._max_pending = max_pending
         self._clock = clock
         self.on_up = on_up
+        #: How long a request may be in flight before the batches behind it go to disk instead of waiting.
+        self.spill_after = min(max(timeout / 4, 0.05), 1.0)
+        #: Whether the batcher can afford to wait for the sender (set by a processor that knows its queue).
+        self.backlog_ok: Callable[[], bool] = _always
         self._stopping = False
         self._init_process_state()
 
@@ -62,6 +72,7 @@ class CollectorSender:
         self._changed = threading.Condition(self._lock)
         self._inbox: collections.deque[_Batch] = collections.deque()
         self._in_flight: _Batch | None = None
+        self._in_flight_since: float | None = None
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._client = self._client_factory()
@@ -83,17 +94,29 @@ class CollectorSender:
         return not self._down
 
     def offer(self, spans: Sequence[ReadableSpan], body: bytes) -> bool:
-        """Queue ``body`` for delivery; False when the sender cannot take it now (the caller spools it)."""
+        """Queue ``body`` for delivery; False when the sender cannot take it in time (the caller spools it).
+
+        While the sender is full, the caller waits for room as long as the request in flight is younger than
+        ``spill_after`` seconds and ``backlog_ok()`` (the batcher's queue has room to spare) holds: a collector that
+        answers keeps getting everything, one that does not costs the caller's queue nothing.
+        """
         with self._lock:
-            if self._stopping or self._pid != os.getpid():
-                return False
-            if len(self._inbox) + (self._in_flight is not None) >= self._max_pending:
-                return False
-            if self._down:
-                now = self._clock.monotonic()
-                if now < self._next_probe:
+            while True:
+                if self._stopping or self._pid != os.getpid():
                     return False
-                self._next_probe = now + self._probe_interval  # this batch probes; the next ones spool
+                if self._down:
+                    now = self._clock.monotonic()
+                    if now < self._next_probe:
+                        return False
+                if len(self._inbox) + (self._in_flight is not None) < self._max_pending:
+                    break
+                started = self._in_flight_since
+                if (started is not None and self._clock.monotonic() - started >= self.spill_after) or \
+                        not self.backlog_ok():
+                    return False
+                self._clock.wait(self._changed, _RECHECK)
+            if self._down:  # this batch probes; the next ones spool until it answers
+                self._next_probe = self._clock.monotonic() + self._probe_interval
             self._inbox.append(_Batch(spans, body))
             self._counters.add(pending=len(spans))
             if self._thread is None:
@@ -139,6 +162,8 @@ class CollectorSender:
                         stuck.settled = True
                 if claim and stuck is not None:
                     self._store(stuck.spans, pending=len(stuck.spans))
+                elif stuck is not None:  # the sender thread is writing it to disk right now: milliseconds
+                    self._wait_idle(self._clock.monotonic() + _STORE_GRACE)
         self._client.close()
 
     # -- the sender's thread ----------------------------------------------------------------------------------
@@ -161,6 +186,7 @@ class CollectorSender:
                     if not self._inbox:
                         return
                     batch = self._in_flight = self._inbox.popleft()
+                    self._in_flight_since = self._clock.monotonic()
                 try:
                     self._deliver(batch)
                 except Exception:  # a bug here must not stop the sender: spool what it held
@@ -169,6 +195,7 @@ class CollectorSender:
                 finally:
                     with self._lock:
                         self._in_flight = None
+                        self._in_flight_since = None
                         self._changed.notify_all()
         finally:
             detach(token)
