@@ -79,6 +79,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
 
     # -- state that belongs to one process ------------------------------------------------------------------
     def _init_worker_state(self) -> None:
+        self._drop_lock = threading.Lock()
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._flush_requests: collections.deque[_FlushRequest] = collections.deque()
         self._wake = threading.Event()
@@ -104,13 +105,16 @@ class FluxLoopSpanProcessor(SpanProcessor):
         if not span.context.trace_flags.sampled:
             return
         if self._shutdown:  # a span ending while configure() retires this pipeline: counted, never silently lost
-            self._dropped += 1
+            with self._drop_lock:
+                self._dropped += 1
             return
         queue = self._queue
         if len(queue) >= self._max_queue_size:
-            # Counted only: the worker reports the true count of a burst (see _run), the caller does no logging.
-            self._dropped += 1
-            self._dropped_since_report += 1
+            # Counted only (under a lock: `+=` from several threads can lose updates); the worker reports the
+            # true count of a burst (see _run), the caller does no logging.
+            with self._drop_lock:
+                self._dropped += 1
+                self._dropped_since_report += 1
             return
         queue.append(span)
         if self._worker is None:
@@ -161,6 +165,8 @@ class FluxLoopSpanProcessor(SpanProcessor):
                 self._exporter.shutdown()
         except Exception:  # pragma: no cover - exporter bug
             _logger.exception("fluxloop: exporter shutdown failed")
+        while self._queue:  # a span appended by a thread that checked just before shutdown began: still spooled
+            self._export_batch(self._queue)
         self._report_drops()
         self._log_summary()
 
@@ -183,7 +189,8 @@ class FluxLoopSpanProcessor(SpanProcessor):
         # The count since the last report, read when reporting: at most once per DROP_REPORT_INTERVAL, by the
         # worker after a round (so a burst is reported with its true size), and once more at shutdown.
         self._last_drop_report = self._clock.monotonic()
-        count, self._dropped_since_report = self._dropped_since_report, 0
+        with self._drop_lock:
+            count, self._dropped_since_report = self._dropped_since_report, 0
         if count:
             _logger.warning("fluxloop: span queue full (max_queue_size=%d): dropped %d span(s) (%d in all); "
                             "raise max_queue_size or lower the span rate", self._max_queue_size, count,

@@ -366,3 +366,16 @@ def test_url_credentials_never_in_warnings_reprs_or_fluxloop_config(
     assert cli(["config"]) == 0 and cli(["config", "--json"]) == 0
     out = capsys.readouterr()
     assert "***@127.0.0.1" in out.out and "s3cr3t-pw" not in out.out + out.err
+
+
+def test_a_shutdown_that_times_out_counts_what_it_loses(silent: str, stats: StatsSince) -> None:
+    # Found: after shutdown(timeout=0.3) with a hanging collector, get_stats() was all zeros for 1,000 lost spans.
+    fluxloop.configure(use_collector=True, collector_url=silent, offline_enabled=False, timeout=2.0,
+                       batch_size=128, flush_interval=60.0, probe_interval=60.0)
+    for i in range(1_000):
+        step(i)
+    assert not fluxloop.flush(timeout=0.05)
+    fluxloop.shutdown(timeout=0.3)
+    counts = stats()
+    assert counts["exported"] + counts["spooled"] + counts["dropped"] + counts["failed"] == 1_000, counts
+    assert counts["failed"] == 1_000 and counts["queued"] == 0
