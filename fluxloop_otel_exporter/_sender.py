@@ -281,8 +281,9 @@ class CollectorSender:
         url, interval = redact_url(self.url), f"{self._probe_interval:g}"
         if self._spool is not None:
             _logger.warning("fluxloop: collector at %s unreachable (%s); spooling spans to %s; retrying every %s s; "
-                            "spooled spans are forwarded when it is back, or sent by `fluxloop upload`",
-                            url, reason, self._spool_place, interval)
+                            "%s", url, reason, self._spool_place, interval,
+                            "spooled spans are forwarded when it is back, or sent by `fluxloop upload`"
+                            if self.on_up is not None else "send spooled spans with `fluxloop upload`")
         else:
             _logger.warning("fluxloop: collector at %s unreachable (%s); offline storage is off, so spans are "
                             "dropped until it is back; retrying every %s s", url, reason, interval)
