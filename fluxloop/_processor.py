@@ -19,6 +19,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from fluxloop._usage_seen import note_end
 from fluxloop_otel_exporter import FluxLoopSpanExporter
 
 _logger = logging.getLogger("fluxloop")
@@ -88,6 +89,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        note_end(span)  # no double counting of tokens (see _usage_seen)
         if self._shutdown or not span.context.trace_flags.sampled:
             return
         queue = self._queue

@@ -147,7 +147,7 @@ def test_show_draws_the_span_tree(cli, artifacts: Artifacts) -> None:
     assert "tool=weather" in text
     assert "error: LookupError: no such city: atlantis" in text
     assert 'in  {"question":"weather in atlantis and paris"}' in text
-    assert 'out "?, rain"' in text
+    assert 'out ?, rain' in text  # text output is stored, and shown, as text
 
 
 def test_show_waterfall_is_scaled_to_the_trace(cli, artifacts: Artifacts) -> None:
@@ -212,11 +212,11 @@ def test_show_json_is_the_whole_trace(cli, artifacts: Artifacts) -> None:
     chat, failed = spans[2], spans[3]
     assert chat["attributes"]["gen_ai.usage.input_tokens"] == 11  # OTLP intValue strings decoded
     assert chat["attributes"]["fluxloop.tags"] == ["test"]
-    assert json.loads(chat["attributes"]["fluxloop.input"]) == {"question": "weather in atlantis and paris"}
+    assert json.loads(chat["attributes"]["input.value"]) == {"question": "weather in atlantis and paris"}
     assert failed["status"] == {"code": "ERROR", "message": "no such city: atlantis"}
     assert [e["name"] for e in failed["events"]] == ["exception"]
     assert failed["events"][0]["attributes"]["exception.type"] == "LookupError"
-    assert chat["status"]["code"] == "UNSET" and chat["kind"] == "internal"
+    assert chat["status"]["code"] == "UNSET" and chat["kind"] == "client"
     assert chat["resource"]["service.name"] == "cli-tests" and chat["scope"]["name"] == "fluxloop"
     assert re.fullmatch(rf"{re.escape(str(artifacts.directory))}/spans-.*\.jsonl:\d+", chat["source"])
 

@@ -115,7 +115,7 @@ async def test_concurrent_tasks_keep_their_own_trees(spans: CapturedSpans) -> No
         scope = by_id[tool.parent.span_id]
         assert scope.name == f"job-{n}"
         assert by_id[scope.parent.span_id].name == "invoke_agent job"
-        assert tool.attributes["fluxloop.input"] == f'{{"i":{n}}}'
+        assert tool.attributes["input.value"] == f'{{"i":{n}}}'
 
 
 def test_threads_started_with_copied_context(spans: CapturedSpans) -> None:

@@ -181,8 +181,8 @@ def test_hostile_argument_and_result(kind: str, pipeline: Path, offline_dir: Pat
     spans, records = _spans_and_records(offline_dir, pipeline)
     [span] = spans
     assert span.name == "invoke_agent Echo" and span.status_code != 2
-    given_input = _check_attribute(span.attributes["fluxloop.input"])
-    _check_attribute(span.attributes["fluxloop.output"])
+    given_input = _check_attribute(span.attributes["input.value"])
+    _check_attribute(span.attributes["output.value"])
     [record] = records
     assert record["target"].endswith(":echo") and set(record["kwargs"]) == {"value"}
     if isinstance(given_input, str):  # the last resort: the JSON text itself, cut and marked, as a JSON string
@@ -190,7 +190,7 @@ def test_hostile_argument_and_result(kind: str, pipeline: Path, offline_dir: Pat
     else:
         assert set(given_input) == {"value"}
     if kind in ("10MB_str", "10MB_of_quotes", "100k_items", "100k_keys", "quote_heavy_items"):  # cut, marked
-        assert "truncated" in span.attributes["fluxloop.input"] or "more items" in span.attributes["fluxloop.input"]
+        assert "truncated" in span.attributes["input.value"] or "more items" in span.attributes["input.value"]
     if kind.startswith("recursive"):
         assert "<cycle>" in json.dumps(given_input) + json.dumps(record["kwargs"])
     if "deep" in kind:
@@ -213,7 +213,7 @@ def test_generators_passed_in_are_not_consumed_and_generators_returned_keep_work
     assert len(items) == 5
     spans, _ = _spans_and_records(offline_dir, pipeline)
     tool = next(s for s in spans if s.name == "execute_tool stream")
-    output = _check_attribute(tool.attributes["fluxloop.output"])
+    output = _check_attribute(tool.attributes["output.value"])
     assert isinstance(output, list | str)
 
 
@@ -225,7 +225,7 @@ def several(a: int, b: Any, c: str) -> int:
 def test_one_hostile_argument_does_not_hide_the_others(pipeline: Path, offline_dir: Path) -> None:
     assert several(1, RaisingGetattr(), "kept") == 1
     [span], [record] = _spans_and_records(offline_dir, pipeline)
-    for kwargs in (_check_attribute(span.attributes["fluxloop.input"]), record["kwargs"]):
+    for kwargs in (_check_attribute(span.attributes["input.value"]), record["kwargs"]):
         assert kwargs["a"] == 1 and kwargs["c"] == "kept" and isinstance(kwargs["b"], str)
 
 
@@ -233,7 +233,7 @@ def test_recording_of_a_string_with_a_lone_surrogate_is_written(pipeline: Path, 
     value = "half a pair: \ud800"
     assert echo(value) is value
     spans, records = _spans_and_records(offline_dir, pipeline)
-    _check_attribute(spans[0].attributes["fluxloop.input"])
+    _check_attribute(spans[0].attributes["input.value"])
     assert len(records) == 1 and records[0]["kwargs"]["value"].startswith("half a pair: ")
 
 
@@ -241,7 +241,7 @@ def test_recording_of_a_mapping_with_a_lone_surrogate_key_is_written(pipeline: P
     value = {"half a pair: \ud800": 1}
     assert echo(value) is value
     spans, records = _spans_and_records(offline_dir, pipeline)
-    _check_attribute(spans[0].attributes["fluxloop.input"])  # the span attribute copes
+    _check_attribute(spans[0].attributes["input.value"])  # the span attribute copes
     assert len(records) == 1  # the recording does not
 
 
