@@ -74,8 +74,9 @@ def bounded_text(text: str, state: CallState) -> tuple[str, bool]:
     masked = masker.has_secret_text(head)
     if masked:
         head = masker.mask_text(head)
-    if len(text) > limit or len(head) > limit:
-        head = f"{head[:limit]}...[truncated {len(text) - min(limit, len(text))} chars]"
+    if len(text) > limit or len(head) > limit:  # the marker counts towards the limit too
+        keep = max(0, limit - len(f"...[truncated {len(text)} chars]"))
+        head = f"{head[:keep]}...[truncated {len(text) - keep} chars]"
     return head, masked
 
 
