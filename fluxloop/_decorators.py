@@ -197,6 +197,8 @@ def _finish(spec: _Spec, st: _runtime.CallState, begun: _Begun, exc: BaseExcepti
                     put_io(out, "output", result if output is _UNSET else output, st)
                 if collector is not None:
                     _stream_outputs(spec, st, out, collector)
+                    if spec.genai and not begun.provider and collector.provider is not None:
+                        out[attr.GEN_AI_PROVIDER_NAME] = collector.provider
                 elif spec.genai:
                     _prompt_outputs(spec, st, out, result, begun.provider)
                 if spec.genai and has_usage_child(span):

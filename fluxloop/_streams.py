@@ -65,7 +65,7 @@ class Collector:
     """What a stream yielded, assembled: text, tool calls, response fields, usage, time to first chunk."""
 
     __slots__ = ("_text", "_text_len", "_items", "_item_budget", "_extra_items", "_calls", "_usage", "_anthropic",
-                 "response", "reason", "limit", "started", "first_chunk", "llm")
+                 "response", "reason", "limit", "started", "first_chunk", "llm", "provider")
 
     def __init__(self, limit: int) -> None:
         self._text: list[str] = []
@@ -82,6 +82,7 @@ class Collector:
         self.started = time.perf_counter()
         self.first_chunk: float | None = None
         self.llm = False
+        self.provider: str | None = None
 
     # -- chunks -----------------------------------------------------------------------------------------------
     def add(self, item: Any) -> None:
@@ -89,6 +90,7 @@ class Collector:
         try:
             if self.first_chunk is None:
                 self.first_chunk = time.perf_counter() - self.started
+                self.provider = _genai.provider_of(item)
             if isinstance(item, str):
                 self._add_text(item)
             elif get(item, "choices") is not None:
@@ -192,6 +194,7 @@ class Collector:
             if message is None:
                 return
             self.llm = True
+            self.provider = self.provider or _genai.provider_of(message)
             self._response_fields(message)
             self._usage = usage_attributes(message) or self._usage
             reasons = _genai.finish_reasons(message)
