@@ -9,7 +9,9 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from opentelemetry.trace import StatusCode
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
 
 import fluxloop
 from fluxloop.testing import CapturedSpans, capture_spans
@@ -522,3 +524,71 @@ def test_sampling_is_decided_once_per_trace(spans: CapturedSpans) -> None:
     children = [s for s in spans if s.name == "execute_tool child"]
     assert len(children) == 2 * len(roots)  # every kept trace is complete
     assert {s.context.trace_id for s in children} == kept_traces
+
+
+# -- what the backends read, and when ---------------------------------------------------------------------------
+def test_every_span_has_a_kind_both_backends_read(spans: CapturedSpans) -> None:
+    @fluxloop.trace
+    def step() -> int:
+        return 1
+
+    @fluxloop.tool
+    def look(tool_call_id: str) -> str:
+        return "found"
+
+    @fluxloop.prompt(model="m", provider="acme")
+    def ask() -> str:
+        return "x"
+
+    @fluxloop.agent(provider="openai", agent_id="a-1", description="Answers")
+    def main() -> None:
+        step()
+        look("call_7")
+        ask()
+
+    main()
+    kinds = {s.name: dict(s.attributes)["openinference.span.kind"] for s in spans}
+    assert kinds == {"step": "CHAIN", "execute_tool look": "TOOL", "chat m": "LLM", "invoke_agent main": "AGENT"}
+    assert spans.by_name("chat m").kind is SpanKind.CLIENT and spans.by_name("step").kind is SpanKind.INTERNAL
+    assert dict(spans.by_name("chat m").attributes)["gen_ai.provider.name"] == "acme"
+    agent = dict(spans.by_name("invoke_agent main").attributes)
+    assert (agent["gen_ai.provider.name"], agent["gen_ai.agent.id"], agent["gen_ai.agent.description"]) == (
+        "openai", "a-1", "Answers")
+    assert dict(spans.by_name("execute_tool look").attributes)["gen_ai.tool.call.id"] == "call_7"
+
+
+def test_sampler_and_on_start_see_the_routing_attributes(spans: CapturedSpans) -> None:
+    seen: list[dict] = []
+
+    class Spy(SpanProcessor):
+        def on_start(self, span, parent_context=None) -> None:
+            seen.append(dict(span.attributes))
+
+    provider = otel_trace.get_tracer_provider()
+    provider.add_span_processor(Spy())
+
+    @fluxloop.prompt(name="answer", model="gpt-4o-mini", provider="openai")
+    def answer(q: str) -> str:
+        return q
+
+    answer("hi")
+    [start] = [a for a in seen if a.get("fluxloop.name") == "answer"]
+    assert {k: start[k] for k in ("gen_ai.operation.name", "gen_ai.request.model", "gen_ai.provider.name",
+                                  "fluxloop.observation.type", "openinference.span.kind")} == {
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.provider.name": "openai",
+        "fluxloop.observation.type": "generation", "openinference.span.kind": "LLM"}
+
+
+def test_decorator_metadata_is_masked_with_the_configuration_at_call_time(spans: CapturedSpans) -> None:
+    @fluxloop.agent(metadata={"deployment": "eu-1", "customer_ref": "C-991"})
+    def handle() -> None:
+        return None
+
+    handle()
+    fluxloop.configure(mask_patterns=["customer_ref"])  # configured after decoration: applies to later calls
+    handle()
+    first, second = (dict(s.attributes) for s in spans if s.name == "invoke_agent handle")
+    assert first["fluxloop.metadata.customer_ref"] == "C-991"
+    assert second["fluxloop.metadata.customer_ref"] == "***" and "C-991" not in second["metadata"]
+    assert list(second["fluxloop.masked_paths"]) == ["metadata.customer_ref"]
+    assert second["fluxloop.metadata.deployment"] == "eu-1"
