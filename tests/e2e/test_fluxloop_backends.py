@@ -23,8 +23,8 @@ pytestmark = pytest.mark.e2e
 
 SERVICE = "e2e-svc"
 AGENT, PROMPT, TOOL = "invoke_agent planner", "chat gpt-4o-mini", "execute_tool search"
-# How each backend classifies the agent, chat and tool spans from their gen_ai.operation.name.
-_KIND_LABELS = {"phoenix": ("AGENT", "LLM", "TOOL"), "mlflow": ("AGENT", "CHAT_MODEL", "TOOL")}
+# How each backend classifies the agent, chat and tool spans (from openinference.span.kind).
+_KIND_LABELS = {"phoenix": ("AGENT", "LLM", "TOOL"), "mlflow": ("AGENT", "LLM", "TOOL")}
 
 
 @fluxloop.prompt(name="draft", model="gpt-4o-mini")
