@@ -221,8 +221,13 @@ def _finish(spec: _Spec, st: _runtime.CallState, begun: _Begun, exc: BaseExcepti
             internal_error("recording", inner)
 
 
+_TEXT_RESULTS = (str, bytes, int, float, bool, type(None))
+
+
 def _prompt_outputs(spec: _Spec, st: _runtime.CallState, out: dict[str, Any], result: Any,
                     provider: bool) -> None:
+    if type(result) in _TEXT_RESULTS:  # a plain answer: no response fields, usage or messages to read
+        return
     found = _genai.response_attributes(result)
     if not spec.capture_tokens:
         found = {k: v for k, v in found.items() if not k.startswith(attr.GEN_AI_USAGE_PREFIX)}

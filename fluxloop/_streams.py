@@ -30,8 +30,14 @@ _SDKS = ("openai", "anthropic")
 _ITEM_BUDGET_PER_ITEM = 64  # approximate size of a non-text item when bounding what is kept
 
 
+#: Result types that are never streams: the common results skip every other check.
+_PLAIN: frozenset[type] = frozenset({str, bytes, int, float, bool, type(None), dict, list, tuple, set})
+
+
 def stream_kind(value: Any) -> str | None:
     """How to wrap ``value`` (``sync``, ``async``, ``sync_manager``, ``async_manager``), or None: not a stream."""
+    if type(value) in _PLAIN:
+        return None
     if inspect.isgenerator(value):
         return _SYNC
     if inspect.isasyncgen(value):

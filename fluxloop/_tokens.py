@@ -14,7 +14,7 @@ _OUTPUT_KEYS = ("output_tokens", "completion_tokens")
 def get(obj: Any, key: str) -> Any:
     """``obj[key]`` for a mapping, ``obj.key`` otherwise; None when absent. Never raises."""
     try:
-        if isinstance(obj, Mapping):
+        if type(obj) is dict or isinstance(obj, Mapping):  # dict first: skips the ABC check
             return obj.get(key)
         return getattr(obj, key, None)
     except Exception:
