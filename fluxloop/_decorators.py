@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span, SpanKind
 
 import orjson
@@ -32,9 +32,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
-_get_current_span = trace.get_current_span
+_get_current_span = otel_trace.get_current_span
 _get_current_context = otel_context.get_current
-_set_span_in_context = trace.set_span_in_context
+_set_span_in_context = otel_trace.set_span_in_context
 _attach = otel_context.attach
 _detach = otel_context.detach
 

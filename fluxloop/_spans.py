@@ -87,7 +87,7 @@ def put_io(into: dict[str, Any], which: str, value: Any, state: CallState) -> No
     if isinstance(value, str):
         # Secret-shaped text is masked in place; like the serializer, only masked keys are listed as paths.
         into[key], into[mime_key] = bounded_text(value, state)[0], attr.MIME_TEXT
-        masked = []
+        masked: list[str] = []
     else:
         into[key], masked = dumps_attribute(value, state.max_attribute_length, state.masker)
         into[mime_key] = attr.MIME_JSON
