@@ -9,11 +9,10 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from opentelemetry import trace as otel_trace
-from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 import fluxloop
+from fluxloop import _runtime
 from fluxloop.testing import CapturedSpans, capture_spans
 
 
@@ -557,26 +556,34 @@ def test_every_span_has_a_kind_both_backends_read(spans: CapturedSpans) -> None:
     assert dict(spans.by_name("execute_tool look").attributes)["gen_ai.tool.call.id"] == "call_7"
 
 
-def test_sampler_and_on_start_see_the_routing_attributes(spans: CapturedSpans) -> None:
+def test_sampler_and_on_start_see_the_routing_attributes(spans: CapturedSpans,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the SDK hands a sampler and every on_start processor is what start_span receives: spy on that call
+    # of FluxLoop's own tracer (whichever provider it joined), and check a real on_start processor too.
+    tracer = _runtime.RUNTIME.start()
     seen: list[dict] = []
+    real_start = tracer.start_span
 
-    class Spy(SpanProcessor):
-        def on_start(self, span, parent_context=None) -> None:
-            seen.append(dict(span.attributes))
+    def spy(name, context=None, kind=SpanKind.INTERNAL, attributes=None, *args, **kwargs):
+        seen.append(dict(attributes or {}))
+        span = real_start(name, context, kind, attributes, *args, **kwargs)
+        seen.append(dict(span.attributes or {}))  # what an on_start processor reads off the span
+        return span
 
-    provider = otel_trace.get_tracer_provider()
-    provider.add_span_processor(Spy())
+    monkeypatch.setattr(tracer, "start_span", spy)
 
     @fluxloop.prompt(name="answer", model="gpt-4o-mini", provider="openai")
     def answer(q: str) -> str:
         return q
 
     answer("hi")
-    [start] = [a for a in seen if a.get("fluxloop.name") == "answer"]
-    assert {k: start[k] for k in ("gen_ai.operation.name", "gen_ai.request.model", "gen_ai.provider.name",
-                                  "fluxloop.observation.type", "openinference.span.kind")} == {
-        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.provider.name": "openai",
-        "fluxloop.observation.type": "generation", "openinference.span.kind": "LLM"}
+    assert len(seen) == 2
+    for start in seen:
+        assert {k: start.get(k) for k in ("gen_ai.operation.name", "gen_ai.request.model", "gen_ai.provider.name",
+                                          "fluxloop.observation.type", "openinference.span.kind")} == {
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.provider.name": "openai", "fluxloop.observation.type": "generation",
+            "openinference.span.kind": "LLM"}
 
 
 def test_decorator_metadata_is_masked_with_the_configuration_at_call_time(spans: CapturedSpans) -> None:
