@@ -6,6 +6,7 @@ Hot paths never read ``os.environ``: they read the immutable :class:`FluxLoopCon
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -257,6 +258,11 @@ _SAMPLERS: Final[dict[str, float | None]] = {
 }
 
 
+def _env_value(key: str, env: Mapping[str, str]) -> tuple[Any, str] | None:
+    value = env.get(key)
+    return None if value is None else (value, key)
+
+
 def _otel_value(name: str, opt: _Option, env: Mapping[str, str]) -> tuple[Any, str] | None:
     """The raw value an OTEL_* fallback gives option ``name``, converted to the option's unit, and its source."""
     for var in opt.otel:
@@ -314,10 +320,9 @@ def resolve_env(env: Mapping[str, str] | None = None) -> Resolved:
         rejected: list[str] = []
         candidates: list[tuple[Callable[[], tuple[Any, str] | None], str]] = []
         if opt.env:
-            candidates.append((lambda opt=opt: (env[opt.env], opt.env) if env.get(opt.env) is not None else None,
-                               opt.env))
+            candidates.append((functools.partial(_env_value, opt.env, env), opt.env))
         if opt.otel:
-            candidates.append((lambda name=name, opt=opt: _otel_value(name, opt, env), "/".join(opt.otel)))
+            candidates.append((functools.partial(_otel_value, name, opt, env), "/".join(opt.otel)))
         for get, label in candidates:
             try:
                 found = get()

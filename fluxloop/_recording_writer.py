@@ -46,7 +46,7 @@ class RecordWriter:
 
     def __init__(self, path: str, *, max_pending_lines: int = MAX_PENDING_LINES,
                  max_pending_bytes: int = MAX_PENDING_BYTES,
-                 write: Callable[[int, bytes], int] = os.write) -> None:
+                 write: Callable[[int, bytes | memoryview], int] = os.write) -> None:
         self.path = path
         self._fd: int | None = open_append(path)
         self._max_lines = max_pending_lines

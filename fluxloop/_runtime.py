@@ -140,13 +140,14 @@ class _Runtime:
         else:
             # One provider per distinct resource (a provider's resource cannot change); the first is global.
             key = (config.service_name, config.environment, tuple(sorted(config.resource_attributes.items())))
-            provider = self.own_providers.get(key)
-            if provider is None:
-                provider = TracerProvider(resource=_resource(config), sampler=self.sampler, shutdown_on_exit=False)
-                self.own_providers[key] = provider
-                self.created.add(id(provider))
+            own = self.own_providers.get(key)
+            if own is None:
+                own = TracerProvider(resource=_resource(config), sampler=self.sampler, shutdown_on_exit=False)
+                self.own_providers[key] = own
+                self.created.add(id(own))
                 if not isinstance(current, TracerProvider):
-                    trace.set_tracer_provider(provider)
+                    trace.set_tracer_provider(own)
+            provider = own
             self.switch.filter_rate = 1.0
         if id(provider) not in self.attached:
             provider.add_span_processor(self.switch)

@@ -1,8 +1,3 @@
-"""The installed FluxLoop version."""
+"""The FluxLoop version: the one place it is written (the build reads it too, see pyproject.toml)."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("fluxloop")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0+source"
+__version__ = "0.2.0"

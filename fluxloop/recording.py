@@ -37,7 +37,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 import orjson
 from opentelemetry import trace
@@ -247,7 +247,7 @@ def on_agent_end(token: object | None) -> None:
     if token is None:
         return
     try:
-        ctx_token, scope = token  # type: ignore[misc]
+        ctx_token, scope = cast("tuple[contextvars.Token[_AgentScope | None], _AgentScope]", token)
         try:
             _SCOPE.reset(ctx_token)
         except ValueError:  # ended in another context (a generator resumed elsewhere): undo our own scope only

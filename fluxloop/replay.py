@@ -415,7 +415,7 @@ class ReplayResult:
             "masked": self.masked, "output": self.output, "error": self.error, "trace_id": self.trace_id,
             "original_trace_id": self.record.trace_id,
         }
-        return to_jsonable(data)[0]  # type: ignore[no-any-return]
+        return to_jsonable(data)[0]
 
 
 def replay_record(record: Record, *, factory: Callable[[], Any] | None = None, source: str | None = None,
@@ -441,7 +441,7 @@ def replay_record(record: Record, *, factory: Callable[[], Any] | None = None, s
         result.error = str(exc)
         return result
     metadata = {"replay.original_trace_id": record.trace_id} if record.trace_id else None
-    attributes = {attr.REPLAY: True, attr.REPLAY_ITERATION: record.iteration}
+    attributes: dict[str, Any] = {attr.REPLAY: True, attr.REPLAY_ITERATION: record.iteration}
     if source is not None:
         attributes[attr.REPLAY_SOURCE] = source
     start = time.perf_counter()
@@ -487,7 +487,7 @@ def _invoke(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> 
     if inspect.isasyncgen(result):
         return _run_coroutine(_drain_async(result))
     if inspect.isgenerator(result):
-        items = []
+        items: list[Any] = []
         for item in result:
             if len(items) < _MAX_OUTPUT_ITEMS:
                 items.append(item)
@@ -503,7 +503,7 @@ async def _await(awaitable: Any) -> Any:
 
 
 async def _drain_async(agen: Any) -> list[Any]:
-    items = []
+    items: list[Any] = []
     async for item in agen:
         if len(items) < _MAX_OUTPUT_ITEMS:
             items.append(item)

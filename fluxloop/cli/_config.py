@@ -47,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
     for name, value, source in shown:
         source_text = painter.paint(source, DIM) if source == SOURCE_DEFAULT else source
         sys.stdout.write(f"{name:<{name_width}}  {value:<{value_width}}  {source_text}\n")
-    for warning in resolved.warnings:
-        print(f"fluxloop config: warning: {warning}", file=sys.stderr)
+    # Bad environment values are not printed here: `import fluxloop` already reported each one on stderr, once.
     return 0
 
 

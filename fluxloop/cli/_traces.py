@@ -91,7 +91,8 @@ def _list(index: TraceIndex, args: argparse.Namespace, out: TextIO, err: TextIO)
     elif shown:
         render_trace_list(shown, out, Painter.for_stream(out))
     kind = plural(len(traces), "trace") + (" with errors" if args.errors else "")
-    note = (f"{kind} ({plural(index.span_count, 'span')}) in {plural(len(index.files), 'file')} "
+    spans = sum(trace.span_count for trace in traces)  # of the traces counted, not of the whole folder
+    note = (f"{kind} ({plural(spans, 'span')}) in {plural(len(index.files), 'file')} "
             f"under {index.directory}")
     if len(shown) < len(traces):
         note += f"; showing the {len(shown):,} newest (--limit 0 shows all)"

@@ -90,6 +90,15 @@ def test_bad_environment_value_is_a_warning_not_a_crash() -> None:
     assert "FLUXLOOP_BATCH_SIZE" in result.stderr
 
 
+@pytest.mark.parametrize("json_output", [False, True])
+def test_each_bad_environment_value_is_reported_once(json_output: bool) -> None:
+    env = subprocess_env(FLUXLOOP_BATCH_SIZE="lots", FLUXLOOP_SAMPLE_RATE="often")
+    result = run_module("config", *(["--json"] if json_output else []), env=env)
+    assert result.returncode == 0
+    assert result.stderr.count("FLUXLOOP_BATCH_SIZE='lots'") == 1
+    assert result.stderr.count("FLUXLOOP_SAMPLE_RATE='often'") == 1
+
+
 def test_secret_from_environment_never_reaches_a_subprocess_output() -> None:
     result = run_module("config", env=subprocess_env(FLUXLOOP_API_KEY=API_KEY, FLUXLOOP_DEBUG="true"))
     assert result.returncode == 0

@@ -19,8 +19,10 @@ import pytest
 import fluxloop
 from fluxloop.testing import capture_spans
 
+# The original README lives beside the repository (../shared/seed), not in it: a plain clone has no copy.
 SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "fluxloop-sdk-README.md"
-BLOCKS = re.findall(r"```(\w+)\n(.*?)```", SEED.read_text(encoding="utf-8"), flags=re.S)
+pytestmark = pytest.mark.skipif(not SEED.is_file(), reason=f"needs ../shared/seed/{SEED.name} beside the repository")
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", SEED.read_text(encoding="utf-8"), flags=re.S) if SEED.is_file() else []
 PYTHON = [code for lang, code in BLOCKS if lang == "python"]
 
 
