@@ -265,3 +265,30 @@ def test_mlflow_shows_what_its_own_sdk_shows(mlflow: MLflowBackend, tmp_path: Pa
     assert not diffs, "\n".join(diffs)
     assert ours_view["request_preview"] == AGENT_INPUT and ours_view["response_preview"] == AGENT_OUTPUT
     assert ours_view["tags"] == {"tier": "pro", "run": run, "e2e": "true", "beta": "true"}
+
+
+def test_mlflow_totals_count_a_self_tracing_client_once(mlflow: MLflowBackend, tmp_path: Path) -> None:
+    fluxloop.configure(collector_url=mlflow.base_url, headers=mlflow.otlp_headers, service_name="e2e-ui",
+                       offline_dir=str(tmp_path / "o"), flush_interval=0.2, use_collector=True)
+    llm = FakeLLM()  # the anthropic SDK traces its own calls
+    run = uuid.uuid4().hex[:8]
+
+    @fluxloop.prompt(model="claude-haiku")
+    def ask(question: str) -> Any:
+        return llm.anthropic.messages.create(model="claude-haiku", max_tokens=64,
+                                             messages=[{"role": "user", "content": question}])
+
+    with fluxloop.instrument("self-tracing", metadata={"run": run}) as ctx:
+        message = ask("hi")
+    assert fluxloop.flush(timeout=10)
+    real = message.usage.input_tokens + message.usage.cache_read_input_tokens + message.usage.output_tokens
+    trace_id = "tr-" + ctx.trace_id
+    deadline = time.monotonic() + _READ_TIMEOUT
+    while True:
+        read = _mlflow_native("read", mlflow, {"trace_ids": [trace_id], "filter": f"tags.run = '{run}'"})
+        found = read["traces"][trace_id]
+        if found and len(found["spans"]) >= 3 and found["token_usage"]:
+            break
+        assert time.monotonic() < deadline, f"mlflow: incomplete: {read}"
+        time.sleep(_POLL)
+    assert found["token_usage"]["total_tokens"] == real
