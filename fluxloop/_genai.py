@@ -137,8 +137,10 @@ def _message(msg: Any) -> dict[str, Any] | None:
 
 def input_messages(arguments: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """The chat messages of a call's arguments (``messages=[{"role": ..., "content": ...}]``, with an Anthropic
-    ``system=`` prompt first), or None when the arguments hold none."""
+    ``system=`` prompt first; an OpenAI responses ``input=`` list of messages), or None when they hold none."""
     messages = arguments.get("messages")
+    if messages is None:
+        messages = arguments.get("input")
     if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
         return None
     out = []
@@ -164,6 +166,16 @@ def output_messages(result: Any) -> list[dict[str, Any]] | None:
                 msg["finish_reason"] = get(choice, "finish_reason") or "stop"
                 out.append(msg)
             return out
+        output = get(result, "output")  # OpenAI responses API: message and function_call items
+        if get(result, "object") == "response" and isinstance(output, Sequence) and output:
+            parts: list[dict[str, Any]] = []
+            for item in output[:_CHUNK_LIMIT]:
+                if get(item, "type") == "message":
+                    parts.extend(_parts(get(item, "content")))
+                elif get(item, "type") == "function_call":
+                    parts.append({"type": "tool_call", "id": get(item, "call_id"), "name": get(item, "name"),
+                                  "arguments": parse_json(get(item, "arguments"))})
+            return [{"role": "assistant", "parts": parts, "finish_reason": get(result, "status") or "stop"}]
         if get(result, "role") == "assistant" and get(result, "content") is not None:
             return [{"role": "assistant", "parts": _parts(get(result, "content")),
                      "finish_reason": get(result, "stop_reason") or "stop"}]

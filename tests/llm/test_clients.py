@@ -192,3 +192,23 @@ def test_prompt_around_a_self_tracing_client_does_not_count_tokens_twice(exporte
                 for s in spans)
     assert total == 29 + 300  # counted once, on the client's span
     assert prompt.attributes["fluxloop.usage.output_tokens"] == 300  # kept, under a key nobody sums
+
+
+def test_responses_api_shaped_result(exported: Any) -> None:
+    @fluxloop.prompt(model="gpt-4.1")
+    def respond(input: list[dict[str, str]]) -> dict[str, Any]:
+        return {"id": "resp_1", "object": "response", "model": "gpt-4.1", "status": "completed",
+                "output": [{"type": "message", "role": "assistant",
+                            "content": [{"type": "output_text", "text": "Hello."}]},
+                           {"type": "function_call", "call_id": "call_9", "name": "lookup", "arguments": "{}"}],
+                "usage": {"input_tokens": 12, "output_tokens": 3, "input_tokens_details": {"cached_tokens": 2},
+                          "output_tokens_details": {"reasoning_tokens": 1}}}
+
+    respond([{"role": "user", "content": "Hi"}])
+    a = _one(exported(), "chat gpt-4.1").attributes
+    assert a["gen_ai.provider.name"] == "openai" and a["gen_ai.response.finish_reasons"] == ["completed"]
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (12, 3)
+    assert (a["gen_ai.usage.cache_read.input_tokens"], a["gen_ai.usage.reasoning.output_tokens"]) == (2, 1)
+    assert json.loads(a["gen_ai.input.messages"]) == [{"role": "user", "parts": [{"type": "text", "content": "Hi"}]}]
+    assert json.loads(a["gen_ai.output.messages"]) == [{"role": "assistant", "finish_reason": "completed", "parts": [
+        {"type": "text", "content": "Hello."}, {"type": "tool_call", "id": "call_9", "name": "lookup", "arguments": {}}]}]
