@@ -258,6 +258,12 @@ def _stream(spec: _Spec, st: _runtime.CallState, begun: _Begun, value: Any, kind
     if begun.token is not None:  # the call returned: its context ends here, the span stays open
         _detach(begun.token)
         begun.token = None
+    if begun.rec is not None:  # the recording scope is a context variable of the caller: close it here too
+        rec, begun.rec = begun.rec, None
+        try:
+            recording.on_agent_end(rec)
+        except Exception as exc:
+            internal_error("recording", exc)
     ctx = _set_span_in_context(begun.span) if begun.span is not None else None
 
     def on_end(exc: BaseException | None, collector: Collector) -> None:

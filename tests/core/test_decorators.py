@@ -599,3 +599,25 @@ def test_decorator_metadata_is_masked_with_the_configuration_at_call_time(spans:
     assert second["fluxloop.metadata.customer_ref"] == "***" and "C-991" not in second["metadata"]
     assert list(second["fluxloop.masked_paths"]) == ["metadata.customer_ref"]
     assert second["fluxloop.metadata.deployment"] == "eu-1"
+
+
+@fluxloop.agent
+def tokens(n: int):
+    yield from range(n)
+
+
+@fluxloop.agent
+def other(x: int) -> int:
+    return x
+
+
+def test_a_returned_stream_leaves_no_recording_scope_open(spans: CapturedSpans, tmp_path) -> None:
+    recording_file = tmp_path / "args.jsonl"
+    fluxloop.configure(record_args=True, recording_file=str(recording_file))
+    stream = tokens(3)  # recorded at the call; its scope is not left open in the caller's context
+    other(7)  # a separate agent call, not nested in the stream's
+    assert list(stream) == [0, 1, 2]
+    assert fluxloop.flush(timeout=10)
+    records = [json.loads(line) for line in recording_file.read_text().splitlines()]
+    assert [(r["target"].rsplit(":", 1)[-1], r["kwargs"]) for r in records] == [("tokens", {"n": 3}),
+                                                                                 ("other", {"x": 7})]
