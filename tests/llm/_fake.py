@@ -56,6 +56,19 @@ def openai_stream(model: str) -> bytes:
     return _sse(events)
 
 
+def openai_tool_stream(model: str) -> bytes:
+    """A streamed tool call: the id and name first, the JSON arguments in pieces."""
+    base = {"id": "chatcmpl-789", "object": "chat.completion.chunk", "created": 1_764_600_000, "model": model}
+
+    def chunk(delta: dict[str, Any], reason: str | None = None) -> tuple[None, dict[str, Any]]:
+        return None, {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]}
+    call = {"index": 0, "id": "call_42", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+    return _sse([chunk({"role": "assistant", "content": None, "tool_calls": [call]}),
+                 *(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                   for piece in ('{"ci', 'ty": "Pa', 'ris"}')),
+                 chunk({}, "tool_calls"), (None, "[DONE]")])
+
+
 def anthropic_message(model: str, text: str = ANSWER) -> dict[str, Any]:
     return {"id": "msg_123", "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
@@ -89,7 +102,8 @@ def _handler(requests: list[dict[str, Any]]) -> Callable[[httpx2.Request], httpx
         sse = {"content-type": "text/event-stream"}
         if request.url.path.endswith("/chat/completions"):
             if body.get("stream"):
-                return httpx2.Response(200, headers=sse, content=openai_stream(model))
+                content = openai_tool_stream(model) if body.get("tools") else openai_stream(model)
+                return httpx2.Response(200, headers=sse, content=content)
             return httpx2.Response(200, json=openai_completion(model, tool_call=bool(body.get("tools"))))
         if request.url.path.endswith("/messages"):
             if body.get("stream"):

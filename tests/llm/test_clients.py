@@ -212,3 +212,19 @@ def test_responses_api_shaped_result(exported: Any) -> None:
     assert json.loads(a["gen_ai.input.messages"]) == [{"role": "user", "parts": [{"type": "text", "content": "Hi"}]}]
     assert json.loads(a["gen_ai.output.messages"]) == [{"role": "assistant", "finish_reason": "completed", "parts": [
         {"type": "text", "content": "Hello."}, {"type": "tool_call", "id": "call_9", "name": "lookup", "arguments": {}}]}]
+
+
+def test_streamed_tool_call_is_assembled(llm: FakeLLM, exported: Any) -> None:
+    @fluxloop.prompt(model="gpt-4o")
+    def plan() -> Any:
+        return llm.openai.chat.completions.create(model="gpt-4o", stream=True, messages=MESSAGES, tools=[{
+            "type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+
+    pieces = [c.choices[0].delta.tool_calls for c in plan() if c.choices and c.choices[0].delta.tool_calls]
+    assert len(pieces) == 4
+    a = _one(exported(), "chat gpt-4o").attributes
+    call = {"type": "tool_call", "id": "call_42", "name": "get_weather", "arguments": {"city": "Paris"}}
+    assert json.loads(a["output.value"]) == {"content": "", "tool_calls": [call]}
+    assert a["gen_ai.response.finish_reasons"] == ["tool_calls"]
+    assert json.loads(a["gen_ai.output.messages"]) == [{"role": "assistant", "parts": [call],
+                                                        "finish_reason": "tool_calls"}]
