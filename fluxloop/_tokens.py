@@ -33,18 +33,6 @@ def _first_int(obj: Any, keys: tuple[str, ...]) -> int | None:
     return None
 
 
-def token_usage(result: Any) -> tuple[int | None, int | None]:
-    """(input_tokens, output_tokens) from ``result.usage`` / ``result["usage"]`` or the result itself.
-
-    Example::
-
-        >>> token_usage({"usage": {"prompt_tokens": 12, "completion_tokens": 3}})
-        (12, 3)
-    """
-    found = usage_attributes(result)
-    return found.get(attr.GEN_AI_USAGE_INPUT_TOKENS), found.get(attr.GEN_AI_USAGE_OUTPUT_TOKENS)
-
-
 def usage_attributes(result: Any) -> dict[str, int]:
     """``gen_ai.usage.*`` attributes from a result or a usage object: input/output tokens plus cache-read,
     cache-creation and reasoning counts when the provider reports them.
