@@ -94,6 +94,24 @@ def anthropic_stream(model: str) -> bytes:
     return _sse(events)
 
 
+def anthropic_tool_stream(model: str) -> bytes:
+    """A streamed tool_use block: its input JSON in pieces."""
+    start = {**anthropic_message(model, ""), "content": [], "stop_reason": None,
+             "usage": {**ANTHROPIC_USAGE, "output_tokens": 1}}
+    pieces = ('{"ci', 'ty": "Pa', 'ris"}')
+    return _sse([("message_start", {"type": "message_start", "message": start}),
+                 ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+                     "type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}}),
+                 *(("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "input_json_delta", "partial_json": piece}})
+                   for piece in pieces),
+                 ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                 ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use",
+                                                                       "stop_sequence": None},
+                                    "usage": {"output_tokens": 12}}),
+                 ("message_stop", {"type": "message_stop"})])
+
+
 def _handler(requests: list[dict[str, Any]]) -> Callable[[httpx2.Request], httpx2.Response]:
     def handle(request: httpx2.Request) -> httpx2.Response:
         body = json.loads(request.content or b"{}")
@@ -107,7 +125,8 @@ def _handler(requests: list[dict[str, Any]]) -> Callable[[httpx2.Request], httpx
             return httpx2.Response(200, json=openai_completion(model, tool_call=bool(body.get("tools"))))
         if request.url.path.endswith("/messages"):
             if body.get("stream"):
-                return httpx2.Response(200, headers=sse, content=anthropic_stream(model))
+                content = anthropic_tool_stream(model) if body.get("tools") else anthropic_stream(model)
+                return httpx2.Response(200, headers=sse, content=content)
             return httpx2.Response(200, json=anthropic_message(model))
         return httpx2.Response(404, json={"error": {"message": "not found"}})
     return handle

@@ -228,3 +228,20 @@ def test_streamed_tool_call_is_assembled(llm: FakeLLM, exported: Any) -> None:
     assert a["gen_ai.response.finish_reasons"] == ["tool_calls"]
     assert json.loads(a["gen_ai.output.messages"]) == [{"role": "assistant", "parts": [call],
                                                         "finish_reason": "tool_calls"}]
+
+
+async def test_async_anthropic_streamed_tool_use(llm: FakeLLM, exported: Any) -> None:
+    @fluxloop.prompt(model="claude-sonnet-4-5")
+    def plan() -> Any:
+        return llm.async_anthropic.messages.stream(
+            model="claude-sonnet-4-5", max_tokens=256, messages=[{"role": "user", "content": "weather?"}],
+            tools=[{"name": "get_weather", "input_schema": {"type": "object"}}])
+
+    async with plan() as stream:
+        events = [event.type async for event in stream]
+        final = await stream.get_final_message()
+    assert "content_block_delta" in events and final.content[0].input == {"city": "Paris"}
+    a = _one(exported(), "chat claude-sonnet-4-5").attributes
+    call = {"type": "tool_call", "id": "toolu_1", "name": "get_weather", "arguments": {"city": "Paris"}}
+    assert json.loads(a["output.value"]) == {"content": "", "tool_calls": [call]}
+    assert a["gen_ai.response.finish_reasons"] == ["tool_use"] and a["gen_ai.usage.output_tokens"] == 12
