@@ -19,7 +19,7 @@ from opentelemetry.trace import Span, SpanKind
 import orjson
 
 from fluxloop import _attributes as attr
-from fluxloop import _genai, _runtime, recording
+from fluxloop import _genai, _runtime
 from fluxloop._binding import make_binder
 from fluxloop._context import InstrumentContext, current_scope, trace_tags
 from fluxloop._errors import internal_error
@@ -149,11 +149,11 @@ def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: d
                 direct = scope
                 direct.child_started(attrs.get(attr.INPUT_VALUE), attrs.get(attr.INPUT_MIME_TYPE))
         rec = None
-        if spec.record and recording.ACTIVE:
+        if spec.record and (recorder := _runtime.RUNTIME.recorder).active:
             if arguments is None:
                 arguments = spec.bind(args, kwargs)
-            rec = recording.on_agent_start(spec.target, arguments,
-                                           span.get_span_context() if span is not None else None)
+            rec = recorder.on_agent_start(spec.target, arguments,
+                                          span.get_span_context() if span is not None else None)
         if span is None and rec is None:
             return None
         token = _attach(_set_span_in_context(span, ctx)) if attach and span is not None else None
@@ -216,7 +216,7 @@ def _finish(spec: _Spec, st: _runtime.CallState, begun: _Begun, exc: BaseExcepti
             forget_span(span)
     if rec is not None:
         try:
-            recording.on_agent_end(rec)
+            _runtime.RUNTIME.recorder.on_agent_end(rec)
         except Exception as inner:
             internal_error("recording", inner)
 
@@ -261,7 +261,7 @@ def _stream(spec: _Spec, st: _runtime.CallState, begun: _Begun, value: Any, kind
     if begun.rec is not None:  # the recording scope is a context variable of the caller: close it here too
         rec, begun.rec = begun.rec, None
         try:
-            recording.on_agent_end(rec)
+            _runtime.RUNTIME.recorder.on_agent_end(rec)
         except Exception as exc:
             internal_error("recording", exc)
     ctx = _set_span_in_context(begun.span) if begun.span is not None else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -55,7 +56,8 @@ class EnvConfiguredSpanExporter(FluxLoopSpanExporter):
 
 
 class PipelineSwitch(SpanProcessor):
-    """The one processor FluxLoop adds to a provider; forwards to the current pipeline and to test listeners.
+    """The one processor FluxLoop adds to a provider; forwards to the current pipeline, or, while test listeners
+    (``capture_spans()``) are attached, to them only.
 
     ``filter_rate`` applies FluxLoop's ``sample_rate`` per trace when the provider is the application's (whose
     sampler FluxLoop does not own); on FluxLoop's own provider the sampler has already decided.
@@ -66,6 +68,11 @@ class PipelineSwitch(SpanProcessor):
         self.listeners: tuple[SpanProcessor, ...] = ()
         self.filter_rate: float = 1.0
         self.shutdown_timeout: float = 10.0
+        #: Called instead of shutting the pipeline down when the provider shuts this switch down (the runtime).
+        self.on_shutdown: Callable[[], None] | None = None
+        #: Set by the runtime once shut down: spans ending then are counted in ``dropped_closed``.
+        self.closed = False
+        self.dropped_closed = 0
         self._lock = threading.Lock()
 
     def swap(self, pipeline: FluxLoopSpanProcessor | None) -> FluxLoopSpanProcessor | None:
@@ -89,20 +96,28 @@ class PipelineSwitch(SpanProcessor):
         rate = self.filter_rate
         if rate < 1.0 and not keeps_trace(span.context.trace_id, rate):
             return
+        listeners = self.listeners
+        if listeners:
+            for listener in listeners:
+                try:
+                    listener.on_end(span)
+                except Exception:  # a test listener must not break the pipeline
+                    _logger.exception("fluxloop: span listener failed")
+            return
         pipeline = self.pipeline
         if pipeline is not None:
             pipeline.on_end(span)
-        for listener in self.listeners:
-            try:
-                listener.on_end(span)
-            except Exception:  # a test listener must not break the pipeline
-                _logger.exception("fluxloop: span listener failed")
+        elif self.closed and span.context.trace_flags.sampled:
+            self.dropped_closed += 1
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         pipeline = self.pipeline
         return True if pipeline is None else pipeline.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
+        if self.on_shutdown is not None:
+            self.on_shutdown()
+            return
         pipeline = self.swap(None)
         if pipeline is not None:
             pipeline.shutdown(int(self.shutdown_timeout * 1000))

@@ -9,22 +9,32 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
+import sys
 import threading
-import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from fluxloop._process import HOOKS
 from fluxloop._usage_seen import note_end
-from fluxloop_otel_exporter import FluxLoopSpanExporter
 from fluxloop_otel_exporter._clock import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:
+    from fluxloop_otel_exporter import FluxLoopSpanExporter
 
 _logger = logging.getLogger("fluxloop")
 
 DROP_REPORT_INTERVAL = 60.0
+
+
+def _takes_deadline(exporter: SpanExporter) -> TypeGuard[FluxLoopSpanExporter]:
+    """Whether ``exporter`` is a FluxLoopSpanExporter, whose shutdown takes a deadline. Looked up in sys.modules so
+    that importing this module does not import the exporter package (requests, protobuf): if that package is not
+    loaded, no exporter can be one of its classes."""
+    package = sys.modules.get("fluxloop_otel_exporter")
+    return package is not None and isinstance(exporter, package.FluxLoopSpanExporter)
 
 
 class _FlushRequest:
@@ -64,8 +74,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
         # Start the worker now, not on the first span: starting a thread costs the calling thread about a
         # millisecond, which would show in that span's trace. (A forked child starts its own lazily.)
         self._ensure_worker()
-        weak_reinit = weakref.WeakMethod(self._after_fork_in_child)
-        os.register_at_fork(after_in_child=lambda: (m := weak_reinit()) and m())
+        HOOKS.after_fork_in_child(self._after_fork_in_child)  # held weakly; guarded where fork does not exist
 
     # -- state that belongs to one process ------------------------------------------------------------------
     def _init_worker_state(self) -> None:
@@ -138,7 +147,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
         if not flushed and self._queue:
             _logger.warning("fluxloop: shutdown timed out; %d queued span(s) not exported", len(self._queue))
         try:
-            if isinstance(self._exporter, FluxLoopSpanExporter):  # it can wait for an export in flight: bound it
+            if _takes_deadline(self._exporter):  # it can wait for an export in flight: bound it
                 self._exporter.shutdown(timeout_millis=max(0.0, deadline - self._clock.monotonic()) * 1000)
             else:
                 self._exporter.shutdown()

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from fluxloop._runtime import RUNTIME
+from fluxloop._config import resolve_env
 from fluxloop.cli._args import int_at_least, plural
 from fluxloop.cli._artifacts import (
     STATUS_ERROR,
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     command = "traces show" if args.traces_command == "show" else "traces"
-    directory = Path(args.dir) if args.dir else Path(RUNTIME.resolved.config.offline_dir)
+    directory = Path(args.dir) if args.dir else Path(resolve_env().config.offline_dir)
     problems = _ProblemReport(f"fluxloop {command}", sys.stderr)
     index = index_traces(directory, problems)
     problems.finish()

@@ -81,10 +81,11 @@ def test_refused_collector_spools_every_span_and_upload_delivers_each_exactly_on
         assert strict_json(parent.attributes["input.value"]) == strict_json(tool.attributes["input.value"])
     figure("seconds_for_10000_calls", round(elapsed, 2))
 
-    # The collector comes up at the configured address; `fluxloop upload` (defaults: configured dir and URL).
+    # The collector comes up at the configured address; `fluxloop upload` is pointed at the same dir and URL.
     late_collector.up()
     capsys.readouterr()
-    assert cli(["upload"]) == 0, capsys.readouterr().err
+    assert cli(["upload", "--dir", str(offline_dir), "--collector-url", late_collector.url]) == 0, \
+        capsys.readouterr().err
     delivered = assert_each_once(delivered_spans(late_collector.sink))
     assert delivered.keys() == on_disk.keys()
     assert late_collector.sink.attempts[0].path == "/v1/traces"
