@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import export_phases, harness, import_cost
+from benchmarks import export_phases, harness, import_cost, span_bytes
 from benchmarks.cases_fluxloop import FluxLoopBench, swap_pipeline
 from benchmarks.workload import RawOtel, core_reference_cases
 
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         fl = FluxLoopBench(tmp / "micro-files")
         if "micro" in args.phases:
             peer_dists = micro_phase(args, fl, report)
+            report.sections.append(span_bytes.section())  # sizes, not times: one turn is enough
         if any(p in args.phases for p in ("collector", "throughput", "memory")):
             export_phases.run(args, fl, tmp, report, _progress)
         if "import" in args.phases:

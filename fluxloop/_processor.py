@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from fluxloop._process import HOOKS
+from fluxloop._usage_seen import note_end
 from fluxloop_otel_exporter._clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        note_end(span)  # no double counting of tokens (see _usage_seen)
         if self._shutdown or not span.context.trace_flags.sampled:
             return
         queue = self._queue

@@ -61,11 +61,44 @@ def attribute_value(key: str, value: Any, state: CallState) -> tuple[Any, list[s
     return text, [f"{key}.{p}" for p in paths]
 
 
+_IO_KEYS = {"input": (attr.INPUT_VALUE, attr.INPUT_MIME_TYPE), "output": (attr.OUTPUT_VALUE, attr.OUTPUT_MIME_TYPE)}
+_TEXT_MARGIN = 256  # characters scanned past the limit, so a secret cut at the limit is still recognised
+
+
+def bounded_text(text: str, state: CallState) -> tuple[str, bool]:
+    """``text`` masked and cut to ``max_attribute_length`` (marked ``...[truncated N chars]``), and whether it
+    was masked. Scans at most the limit plus a small margin."""
+    limit = state.max_attribute_length
+    head = text[:limit + _TEXT_MARGIN] if len(text) > limit else text
+    masker = state.masker
+    masked = masker.has_secret_text(head)
+    if masked:
+        head = masker.mask_text(head)
+    if len(text) > limit or len(head) > limit:  # the marker counts towards the limit too
+        keep = max(0, limit - len(f"...[truncated {len(text)} chars]"))
+        head = f"{head[:keep]}...[truncated {len(text) - keep} chars]"
+    return head, masked
+
+
+def put_io(into: dict[str, Any], which: str, value: Any, state: CallState) -> None:
+    """Put the span's ``which`` (``input``/``output``) into ``into`` as ``<which>.value`` + ``.mime_type``:
+    text as ``text/plain``, anything else as JSON. Masked paths (never values) go to ``fluxloop.masked_paths``."""
+    key, mime_key = _IO_KEYS[which]
+    if isinstance(value, str):
+        # Secret-shaped text is masked in place; like the serializer, only masked keys are listed as paths.
+        into[key], into[mime_key] = bounded_text(value, state)[0], attr.MIME_TEXT
+        masked: list[str] = []
+    else:
+        into[key], masked = dumps_attribute(value, state.max_attribute_length, state.masker)
+        into[mime_key] = attr.MIME_JSON
+    if masked:
+        into[attr.MASKED_PATHS] = [*into.get(attr.MASKED_PATHS, ()), *(f"{which}.{p}" for p in masked)]
+
+
 def put_json(into: dict[str, Any], key: str, value: Any, state: CallState) -> None:
-    """Put ``key`` = ``value`` as JSON into ``into``; masked paths (never values) are added to
-    ``fluxloop.masked_paths`` there."""
+    """Put ``key`` = ``value`` as JSON into ``into`` (masked and bounded); masked paths go to
+    ``fluxloop.masked_paths`` under ``key``'s name."""
     text, masked = dumps_attribute(value, state.max_attribute_length, state.masker)
     into[key] = text
     if masked:
-        prefix = "input" if key == attr.INPUT else "output"
-        into[attr.MASKED_PATHS] = [*into.get(attr.MASKED_PATHS, ()), *(f"{prefix}.{p}" for p in masked)]
+        into[attr.MASKED_PATHS] = [*into.get(attr.MASKED_PATHS, ()), *(f"{key}.{p}" for p in masked)]

@@ -228,7 +228,7 @@ def test_instrumentation_errors_fail_the_test_under_pytest(monkeypatch) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("instrumentation bug")
 
-    monkeypatch.setattr(fluxloop._decorators, "put_json", broken)
+    monkeypatch.setattr(fluxloop._decorators, "put_io", broken)
     with pytest.raises(RuntimeError, match="instrumentation bug"):
         step(1)
     with _errors.tolerated():  # tests that inject failures on purpose opt out
@@ -239,7 +239,7 @@ def test_instrumentation_errors_never_reach_the_application() -> None:
     proc = _run("""
         import fluxloop, fluxloop._decorators as d
         def broken(*args, **kwargs): raise RuntimeError("instrumentation bug")
-        d.put_json = broken
+        d.put_io = broken
         @fluxloop.tool
         def step(i): return i
         print(step(7))
