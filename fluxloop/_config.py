@@ -60,6 +60,8 @@ class FluxLoopConfig:
     max_attribute_length: int = 32 * 1024
     mask_patterns: tuple[str, ...] = ()
     mask_function: Callable[[str, Any], Any] | None = None
+    #: On an application's provider: export FluxLoop's spans and what runs inside them ("fluxloop"), or "all".
+    export_scope: str = "fluxloop"
 
     def __repr__(self) -> str:
         parts = []
@@ -196,6 +198,15 @@ def _callable_or_none(value: Any, from_env: bool) -> Any:
     raise ValueError("expected a callable (key, value) -> value, or None")
 
 
+def _choice(*allowed: str) -> Callable[[Any, bool], str]:
+    def cast(value: Any, from_env: bool) -> str:
+        if isinstance(value, str) and value.strip().lower() in allowed:
+            return value.strip().lower()
+        raise ValueError(f"expected one of {', '.join(allowed)}")
+
+    return cast
+
+
 def parse_key_values(text: str) -> dict[str, str]:
     """Parse the W3C-baggage-like ``k1=v1,k2=v2`` form of OTEL_*_HEADERS and OTEL_RESOURCE_ATTRIBUTES."""
     out: dict[str, str] = {}
@@ -248,6 +259,7 @@ OPTIONS: Final[dict[str, _Option]] = {
     "max_attribute_length": _Option(_number(int, 64, None), "FLUXLOOP_MAX_ATTRIBUTE_LENGTH"),
     "mask_patterns": _Option(_patterns, "FLUXLOOP_MASK_PATTERNS"),
     "mask_function": _Option(_callable_or_none),
+    "export_scope": _Option(_choice("fluxloop", "all"), "FLUXLOOP_EXPORT_SCOPE"),
 }
 
 _SAMPLERS: Final[dict[str, float | None]] = {

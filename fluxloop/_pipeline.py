@@ -1,19 +1,27 @@
 """The export pipeline built from a config, behind one stable span processor whose pipeline can be swapped.
 
 OpenTelemetry cannot remove a processor from a provider, so FluxLoop registers one :class:`PipelineSwitch`
-per provider, once, and ``configure()`` swaps the :class:`FluxLoopSpanProcessor` behind it.
+per provider, once, and ``configure()`` swaps the :class:`ExportPipeline` behind it. The switch also decides
+which spans of an application's provider are FluxLoop's to export (``export_scope``) and gives spans that other
+instrumentations start inside ``instrument()`` its metadata, tags, user and session; the pipeline redacts every
+span on its worker (:mod:`fluxloop._redaction`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from fluxloop._config import FluxLoopConfig, report_env_warnings, resolve_env
+from fluxloop._current import CURRENT
+from fluxloop._masking import Masker
 from fluxloop._processor import FluxLoopSpanProcessor
+from fluxloop._redaction import SpanRedactor, is_fluxloop_span, is_own_provider_span
 from fluxloop._sampling import keeps_trace
 from fluxloop_otel_exporter import FluxLoopSpanExporter
 
@@ -28,7 +36,31 @@ def exporter_options(config: FluxLoopConfig) -> dict[str, Any]:
             "max_file_bytes": config.offline_max_file_bytes, "probe_interval": config.probe_interval}
 
 
-def build_processor(config: FluxLoopConfig) -> FluxLoopSpanProcessor | None:
+#: ``export_scope`` values.
+SCOPE_FLUXLOOP = "fluxloop"
+SCOPE_ALL = "all"
+# Open spans of an application's provider that are in FluxLoop's scope are remembered by span id until they end;
+# past this many (spans that never end), new ones are not tracked, so memory stays bounded.
+_SCOPE_TRACK_LIMIT = 65536
+
+
+def redactor_for(config: FluxLoopConfig) -> SpanRedactor:
+    """The export stage's redactor: ``config``'s mask rules, and its service name when one was configured."""
+    configured = config.service_name if config.service_name != FluxLoopConfig.service_name else None
+    return SpanRedactor(Masker(config.mask_patterns, config.mask_function), configured)
+
+
+class ExportPipeline(FluxLoopSpanProcessor):
+    """FluxLoop's processor with its export stage: ``redactor`` runs on each batch on the worker thread."""
+
+    def __init__(self, exporter: FluxLoopSpanExporter, redactor: SpanRedactor, export_scope: str,
+                 **options: Any) -> None:
+        super().__init__(exporter, transform=redactor.redact_batch, **options)
+        self.redactor = redactor
+        self.export_scope = export_scope
+
+
+def build_processor(config: FluxLoopConfig) -> ExportPipeline | None:
     """The processor + exporter chain ``config`` asks for; None when nothing is to be exported."""
     if not config.enabled:
         return None
@@ -36,8 +68,8 @@ def build_processor(config: FluxLoopConfig) -> FluxLoopSpanProcessor | None:
         _logger.warning("fluxloop: use_collector and offline_enabled are both off: spans are not exported")
         return None
     exporter = FluxLoopSpanExporter(**exporter_options(config))
-    return FluxLoopSpanProcessor(exporter, max_queue_size=config.max_queue_size, batch_size=config.batch_size,
-                                 flush_interval=config.flush_interval)
+    return ExportPipeline(exporter, redactor_for(config), config.export_scope, max_queue_size=config.max_queue_size,
+                          batch_size=config.batch_size, flush_interval=config.flush_interval)
 
 
 class EnvConfiguredSpanExporter(FluxLoopSpanExporter):
@@ -52,6 +84,11 @@ class EnvConfiguredSpanExporter(FluxLoopSpanExporter):
         resolved = resolve_env()
         report_env_warnings(resolved)
         super().__init__(**{**exporter_options(resolved.config), **overrides})
+        self._redactor = redactor_for(resolved.config)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Redact (on the exporting thread of the application's span processor), then export."""
+        return super().export(self._redactor.redact_batch(spans))
 
 
 class PipelineSwitch(SpanProcessor):
@@ -67,6 +104,7 @@ class PipelineSwitch(SpanProcessor):
         self.filter_rate: float = 1.0
         self.shutdown_timeout: float = 10.0
         self._lock = threading.Lock()
+        self._in_scope: dict[int, None] = {}  # open in-scope spans of application providers, by span id
 
     def swap(self, pipeline: FluxLoopSpanProcessor | None) -> FluxLoopSpanProcessor | None:
         """Install ``pipeline``; return the previous one (the caller shuts it down)."""
@@ -82,21 +120,53 @@ class PipelineSwitch(SpanProcessor):
         with self._lock:
             self.listeners = tuple(x for x in self.listeners if x is not listener)
 
+    def _scope_limited(self, span: ReadableSpan) -> bool:
+        """True when only in-scope spans of ``span``'s provider are exported: an application's provider with
+        ``export_scope="fluxloop"``."""
+        pipeline = self.pipeline
+        scope = pipeline.export_scope if isinstance(pipeline, ExportPipeline) else SCOPE_FLUXLOOP
+        return scope == SCOPE_FLUXLOOP and not is_own_provider_span(span)
+
     def on_start(self, span: Span, parent_context: Any = None) -> None:
-        return None
+        try:
+            ours = is_fluxloop_span(span)
+            current = CURRENT.get()
+            if current is not None and not ours:  # FluxLoop's own spans got these from the decorators already
+                inherited = current.propagated_attributes()
+                present = span.attributes or {}
+                missing = {key: value for key, value in inherited.items() if key not in present}
+                if missing:
+                    span.set_attributes(missing)
+            if self._scope_limited(span):
+                parent = span.parent
+                if (ours or current is not None or (parent is not None and parent.span_id in self._in_scope)) \
+                        and len(self._in_scope) < _SCOPE_TRACK_LIMIT:
+                    self._in_scope[span.context.span_id] = None
+        except Exception:  # never break the span being started
+            _logger.debug("fluxloop: on_start failed", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
         rate = self.filter_rate
         if rate < 1.0 and not keeps_trace(span.context.trace_id, rate):
+            self._in_scope.pop(span.context.span_id, None)
             return
+        if self._scope_limited(span):
+            if span.context.span_id not in self._in_scope:
+                return  # an application span outside FluxLoop's spans: the application's, not ours to export
+            self._in_scope.pop(span.context.span_id, None)
         pipeline = self.pipeline
         if pipeline is not None:
             pipeline.on_end(span)
-        for listener in self.listeners:
-            try:
-                listener.on_end(span)
-            except Exception:  # a test listener must not break the pipeline
-                _logger.exception("fluxloop: span listener failed")
+        listeners = self.listeners
+        if listeners:
+            # Test listeners see what is exported: redacted (here on the calling thread: test use only).
+            if isinstance(pipeline, ExportPipeline):
+                span = pipeline.redactor.redact(span)
+            for listener in listeners:
+                try:
+                    listener.on_end(span)
+                except Exception:  # a test listener must not break the pipeline
+                    _logger.exception("fluxloop: span listener failed")
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         pipeline = self.pipeline

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
@@ -46,8 +47,10 @@ class FluxLoopSpanProcessor(SpanProcessor):
     """
 
     def __init__(self, exporter: SpanExporter, *, max_queue_size: int = 2048, batch_size: int = 512,
-                 flush_interval: float = 5.0) -> None:
+                 flush_interval: float = 5.0,
+                 transform: Callable[[list[ReadableSpan]], list[ReadableSpan]] | None = None) -> None:
         self._exporter = exporter
+        self._transform = transform  # a stage run on each batch, on the worker, before the exporter (redaction)
         self._max_queue_size = max_queue_size
         self._batch_size = batch_size
         self._flush_interval = flush_interval
@@ -197,6 +200,8 @@ class FluxLoopSpanProcessor(SpanProcessor):
         except IndexError:
             pass
         try:
+            if self._transform is not None:
+                batch = self._transform(batch)
             result = self._exporter.export(batch)
         except Exception:
             _logger.exception("fluxloop: exporter raised; %d span(s) lost", len(batch))

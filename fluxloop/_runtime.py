@@ -40,7 +40,8 @@ _logger = logging.getLogger("fluxloop")
 # Options whose change needs a new export pipeline / a new resource.
 _PIPELINE_OPTIONS = ("enabled", "collector_url", "api_key", "headers", "timeout", "use_collector",
                      "offline_enabled", "offline_dir", "offline_max_file_bytes", "probe_interval",
-                     "max_queue_size", "batch_size", "flush_interval")
+                     "max_queue_size", "batch_size", "flush_interval",
+                     "mask_patterns", "mask_function", "service_name", "export_scope")  # the export stage
 _RESOURCE_OPTIONS = ("service_name", "environment", "resource_attributes")
 _RECORDING_OPTIONS = ("record_args", "recording_file")
 
