@@ -1,7 +1,7 @@
 """Command line of the harness: runs the phases, prints the markdown report (tables + machine) to stdout.
 
 Phases: ``micro`` (cases 1-8, plus the peers with ``--peers``), ``collector`` (case 9), ``throughput`` (case 10),
-``memory`` (case 11). ``--smoke`` makes everything tiny: it checks that every case runs, its numbers mean nothing.
+``memory`` (case 11), ``large`` (case 12, a 4 MB argument). ``--smoke`` makes everything tiny: it checks that every case runs, its numbers mean nothing.
 Progress goes to stderr, the report to stdout.
 """
 
@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import export_phases, harness
+from benchmarks import export_phases, harness, large_input
 from benchmarks.cases_fluxloop import FluxLoopBench, swap_pipeline
 from benchmarks.workload import RawOtel, core_reference_cases
 
-PHASES = ("micro", "collector", "throughput", "memory")
+PHASES = ("micro", "collector", "throughput", "memory", "large")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             peer_dists = micro_phase(args, fl, report)
         if any(p in args.phases for p in ("collector", "throughput", "memory")):
             export_phases.run(args, fl, tmp, report, _progress)
+        if "large" in args.phases:
+            large_input.run(args, tmp / "large-files", report, _progress)
     finally:
         old = swap_pipeline(None)
         if old is not None:
