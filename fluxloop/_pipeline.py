@@ -94,6 +94,10 @@ class EnvConfiguredSpanExporter(FluxLoopSpanExporter):
 class PipelineSwitch(SpanProcessor):
     """The one processor FluxLoop adds to a provider; forwards to the current pipeline and to test listeners.
 
+    At start, a span another instrumentation starts inside ``instrument()`` gets that context's metadata, tags,
+    user and session. On an application's provider with ``export_scope="fluxloop"``, only FluxLoop's spans and
+    the spans started under them (tracked by span id while open, bounded) are forwarded.
+
     ``filter_rate`` applies FluxLoop's ``sample_rate`` per trace when the provider is the application's (whose
     sampler FluxLoop does not own); on FluxLoop's own provider the sampler has already decided.
     """
@@ -151,9 +155,9 @@ class PipelineSwitch(SpanProcessor):
             self._in_scope.pop(span.context.span_id, None)
             return
         if self._scope_limited(span):
-            if span.context.span_id not in self._in_scope:
+            tracked = self._in_scope.pop(span.context.span_id, False) is None
+            if not tracked and not is_fluxloop_span(span):
                 return  # an application span outside FluxLoop's spans: the application's, not ours to export
-            self._in_scope.pop(span.context.span_id, None)
         pipeline = self.pipeline
         if pipeline is not None:
             pipeline.on_end(span)
