@@ -37,8 +37,8 @@ def record_exception(span: Span, exc: BaseException) -> None:
             message = str(exc)
         except Exception:
             message = f"<unprintable {type(exc).__name__}>"
-        message = _bounded_text(message, limit, state)
-        stack = _bounded_text(_stack_prefix(exc, limit + SCAN_MARGIN), limit, state)
+        message = _bounded_str(message, state)[0]
+        stack = _bounded_str(_stack_prefix(exc, limit + SCAN_MARGIN), state)[0]
         span.set_attribute(attr.ERROR_TYPE, type(exc).__qualname__)
         # Not span.record_exception: it formats the whole traceback and message, however large, on this thread.
         span.add_event("exception", {
@@ -90,11 +90,6 @@ def _raised_from_previous(chain: list[BaseException], link: BaseException) -> bo
     return chain[position + 1] is link.__cause__ if position + 1 < len(chain) else False
 
 
-def _bounded_text(text: str, limit: int, state: CallState) -> str:
-    masked, cut = state.masker.mask_bounded(text, limit)
-    return f"{masked}...[truncated {cut} chars]" if cut else masked
-
-
 def attribute_value(key: str, value: Any, state: CallState) -> tuple[Any, list[str]]:
     """A metadata value as an OTel attribute (primitives as they are, other values as JSON) with secrets masked,
     and the paths masked (``key``, ``key.nested.password``), never the values."""
@@ -102,14 +97,21 @@ def attribute_value(key: str, value: Any, state: CallState) -> tuple[Any, list[s
     if masker.is_sensitive_key(key):
         return "***", [key]
     if isinstance(value, str):
-        return (masker.mask_text(value), [key]) if masker.has_secret_text(value) else (value, [])
+        shown, secret = _bounded_str(value, state)
+        return shown, ([key] if secret else [])
     if isinstance(value, _PRIMITIVE):
         return value, []
     if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
-        masked = [masker.mask_text(v) for v in value]
-        return masked, ([key] if masked != list(value) else [])
+        pairs = [_bounded_str(v, state) for v in value]
+        return [shown for shown, _ in pairs], ([key] if any(secret for _, secret in pairs) else [])
     text, paths = dumps_attribute(value, state.max_attribute_length, masker)
     return text, [f"{key}.{p}" for p in paths]
+
+
+def _bounded_str(value: str, state: CallState) -> tuple[str, bool]:
+    """``value`` masked, then cut to ``max_attribute_length`` like any attribute; and whether a secret was masked."""
+    masked, cut = state.masker.mask_bounded(value, state.max_attribute_length)
+    return (f"{masked}...[truncated {cut} chars]" if cut else masked), not value.startswith(masked)
 
 
 def put_json(into: dict[str, Any], key: str, value: Any, state: CallState) -> None:

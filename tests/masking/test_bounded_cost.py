@@ -89,3 +89,18 @@ def test_exception_message_stack_and_status_are_bounded(scanned: list[int], expo
     assert len(event["attributes"]["exception.stacktrace"]) <= bound
     assert event["attributes"]["exception.stacktrace"].startswith("Traceback (most recent call last):")
     assert sum(p.stat().st_size for p in offline_dir.rglob("*") if p.is_file()) < 8 * LIMIT  # not a 9 MB span
+
+
+def test_metadata_strings_are_bounded_and_masked_before_the_cut(scanned: list[int],
+                                                                 exported: Callable[[], list[Exported]]) -> None:
+    fluxloop.configure(max_attribute_length=LIMIT)
+    with fluxloop.instrument("ingest") as ctx:
+        straddling = "sk-live-" + "Z" * 60  # starts before the cut, ends after it
+        ctx.add_metadata("document", "x" * (LIMIT - 200) + " Bearer abcdefghijklmnopqrstuvwxyz " + "y" * 140
+                         + f" {straddling} " + BIG)
+    assert max(scanned) <= LIMIT + SCAN_MARGIN
+    [span] = exported()
+    shown = span.attributes[attr.METADATA_PREFIX + "document"]
+    assert len(shown) <= LIMIT + 40 and "truncated" in shown and "Bearer ***" in shown
+    assert "abcdefghijklmnop" not in shown and "ZZZZ" not in shown
+    assert span.attributes[attr.MASKED_PATHS] == ["metadata.document"]
