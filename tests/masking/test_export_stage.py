@@ -168,3 +168,19 @@ def test_a_configured_service_name_is_applied_to_what_fluxloop_exports(
 def test_export_scope_is_validated() -> None:
     with pytest.raises(ValueError, match="export_scope"):
         fluxloop.configure(export_scope="everything")
+
+
+def test_the_otel_traces_exporter_entry_point_redacts_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fluxloop._pipeline import EnvConfiguredSpanExporter
+
+    monkeypatch.setenv("FLUXLOOP_OFFLINE_DIR", str(tmp_path / "auto"))
+    monkeypatch.setenv("FLUXLOOP_USE_COLLECTOR", "false")
+    exporter = EnvConfiguredSpanExporter()  # as OTEL_TRACES_EXPORTER=fluxloop builds it
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("app").start_as_current_span("call") as span:
+        span.set_attribute("prompt", f"key {SK}")
+    provider.shutdown()
+    [exported_span] = read_exported(tmp_path / "auto")
+    assert exported_span.attributes["prompt"] == "key sk-***"
+    assert SK not in artifact_text(tmp_path / "auto")
