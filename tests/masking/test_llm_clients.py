@@ -113,3 +113,29 @@ def test_a_key_in_a_message_is_masked_in_third_party_llm_spans(
         assert span.attributes[attr.TAGS] == ["support"]
     assert as_json(prompt.attributes[attr.INPUT])["max_tokens"] == 64
     assert SK not in artifact_text(offline_dir)
+
+
+def test_async_clients_in_concurrent_tasks_carry_the_instrument_context(
+        provider: FakeProvider, exported: Callable[[], list[Exported]], offline_dir: Path) -> None:
+    import asyncio
+
+    async def turn() -> list[str]:
+        client = anthropic.AsyncAnthropic(api_key="sk-ant-test-client", base_url="http://llm.invalid", max_retries=0,
+                                          http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(provider)))
+        async with fluxloop.instrument("async turn", user_id="user-async", session_id="sess-async"):
+            replies = await asyncio.gather(*(client.messages.create(
+                model="claude-sonnet-4-5", max_tokens=32,
+                messages=[{"role": "user", "content": f"task {n}: token={SK}"}]) for n in range(3)))
+        await client.close()
+        return [r.content[0].text for r in replies]
+
+    assert asyncio.run(turn()) == ["Please revoke it."] * 3
+    spans = exported()
+    claude = [s for s in spans if s.scope == "com.anthropic.sdk.python"]
+    root = by_name(spans, "async turn")
+    assert len(claude) == 3
+    for span in claude:
+        assert span.parent_id == root.span_id
+        assert span.attributes[attr.USER_ID] == "user-async"
+        assert span.attributes[attr.SESSION_ID] == "sess-async"
+    assert SK not in artifact_text(offline_dir)
