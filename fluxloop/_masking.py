@@ -26,7 +26,7 @@ SCAN_MARGIN: Final = 256
 #: A word that, alone or at the end of a word, names a secret.
 SECRET_WORDS: Final = frozenset({
     "password", "passwd", "passphrase", "pwd", "secret", "secrets", "token", "key", "credential", "credentials",
-    "authorization", "auth", "cookie", "cookies", "apikey", "bearer", "signature", "privatekey",
+    "authorization", "auth", "cookie", "cookies", "apikey", "bearer", "privatekey",
 })
 _SECRET_SUFFIXES: Final = ("password", "passwd", "secret", "token", "apikey")
 #: Words that turn a ``token`` key into a count (``token_count``, ``max_token``).
@@ -70,8 +70,7 @@ _SHAPES: Final = (
 _SHAPE_RES: Final = tuple((markers, re.compile(pattern)) for markers, pattern in _SHAPES)
 
 # key=value / key: value / "key": "value" pairs: found from a secret word, then checked by the key rule.
-_PAIR_WORDS: Final = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "cookie", "signature",
-                      "bearer")
+_PAIR_WORDS: Final = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "cookie", "bearer")
 _PAIR: Final = re.compile(
     r"(?P<pkey>[A-Za-z0-9_.\-]+)(?P<sep>['\"]?\s*(?:=|:(?!//))\s*)"
     r"(?:(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+)?(?P<pval>'[^']*'?|\"[^\"]*\"?|[^\s'\"&,;)}\]]+)")

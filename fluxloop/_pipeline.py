@@ -14,9 +14,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from fluxloop import _attributes as attr
 from fluxloop._config import FluxLoopConfig, report_env_warnings, resolve_env
 from fluxloop._current import CURRENT
 from fluxloop._masking import Masker
@@ -132,19 +134,21 @@ class PipelineSwitch(SpanProcessor):
         return scope == SCOPE_FLUXLOOP and not is_own_provider_span(span)
 
     def on_start(self, span: Span, parent_context: Any = None) -> None:
+        scope = span.instrumentation_scope
+        if scope is not None and scope.name == attr.SCOPE_NAME:
+            return  # FluxLoop's own: the decorators set what it inherits, and it is always in scope
         try:
-            ours = is_fluxloop_span(span)
             current = CURRENT.get()
-            if current is not None and not ours:  # FluxLoop's own spans got these from the decorators already
+            if current is not None:
                 inherited = current.propagated_attributes()
                 present = span.attributes or {}
                 missing = {key: value for key, value in inherited.items() if key not in present}
                 if missing:
                     span.set_attributes(missing)
-            if self._scope_limited(span):
-                parent = span.parent
-                if (ours or current is not None or (parent is not None and parent.span_id in self._in_scope)) \
-                        and len(self._in_scope) < _SCOPE_TRACK_LIMIT:
+            if self._scope_limited(span) and len(self._in_scope) < _SCOPE_TRACK_LIMIT:
+                parent = trace.get_current_span(parent_context)
+                if current is not None or is_fluxloop_span(parent) \
+                        or parent.get_span_context().span_id in self._in_scope:
                     self._in_scope[span.context.span_id] = None
         except Exception:  # never break the span being started
             _logger.debug("fluxloop: on_start failed", exc_info=True)

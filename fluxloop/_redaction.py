@@ -29,9 +29,9 @@ _PRIMITIVE: Final = (str, bool, int, float)
 _RESOURCE_CACHE_LIMIT: Final = 64
 
 
-def is_fluxloop_span(span: ReadableSpan) -> bool:
-    """True for spans FluxLoop's decorators and ``instrument()`` made."""
-    scope = span.instrumentation_scope
+def is_fluxloop_span(span: object) -> bool:
+    """True for spans FluxLoop's decorators and ``instrument()`` made (any other object: False)."""
+    scope = getattr(span, "instrumentation_scope", None)
     return scope is not None and scope.name == attr.SCOPE_NAME
 
 

@@ -285,33 +285,33 @@ _PROBE_BUDGET: Final = 32
 def _too_long(value: Any, max_length: int) -> bool:
     """True when a string or bytes value among the first few at the top two levels of ``value`` is longer than
     ``max_length``: such a value goes straight to the walk, which copies and scans only a bounded slice of it,
-    instead of being encoded whole by the fast path first."""
-    if isinstance(value, (str, bytes, bytearray)):
+    instead of being encoded whole by the fast path first. Exact type checks: this runs on every call."""
+    kind = type(value)
+    if kind is str or kind is bytes or kind is bytearray:
         return len(value) > max_length
-    if isinstance(value, Mapping):
+    if kind is dict:
         items: Any = value.values()
-    elif isinstance(value, (list, tuple)):
+    elif kind is list or kind is tuple:
         items = value
     else:
         return False
     budget = _PROBE_BUDGET
-    try:
-        for item in items:
-            budget -= 1
-            if budget < 0:
-                return False
-            if isinstance(item, (str, bytes, bytearray)):
-                if len(item) > max_length:
+    for item in items:
+        budget -= 1
+        if budget < 0:
+            return False
+        kind = type(item)
+        if kind is str or kind is bytes or kind is bytearray:
+            if len(item) > max_length:
+                return True
+        elif kind is dict or kind is list or kind is tuple:
+            for inner in (item.values() if kind is dict else item):
+                budget -= 1
+                if budget < 0:
+                    return False
+                kind = type(inner)
+                if (kind is str or kind is bytes or kind is bytearray) and len(inner) > max_length:
                     return True
-            elif isinstance(item, (list, tuple, Mapping)):
-                for inner in (item.values() if isinstance(item, Mapping) else item):
-                    budget -= 1
-                    if budget < 0:
-                        return False
-                    if isinstance(inner, (str, bytes, bytearray)) and len(inner) > max_length:
-                        return True
-    except Exception:  # a hostile container: let the walk deal with it
-        return True
     return False
 
 
