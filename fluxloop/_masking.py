@@ -32,7 +32,7 @@ _SECRET_SUFFIXES: Final = ("password", "passwd", "secret", "token", "apikey")
 #: Words that turn a ``token`` key into a count (``token_count``, ``max_token``).
 COUNT_WORDS: Final = frozenset({
     "count", "counts", "usage", "limit", "limits", "num", "number", "total", "max", "min", "budget", "length",
-    "len", "size", "details", "type", "id",
+    "len", "size", "details",
 })
 
 _WORD: Final = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")

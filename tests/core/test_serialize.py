@@ -171,7 +171,8 @@ def test_bound_methods_of_one_collector_object_get_send_and_error_markers() -> N
 
 @pytest.mark.parametrize("key", ["api_key", "apiKey", "X-API-Key", "APIKey", "auth_token", "accessToken",
                                  "refresh_token", "password", "dbPassword", "client_secret", "credentials",
-                                 "Authorization", "set-cookie", "private_key", "token", "key", "oauth_token"])
+                                 "Authorization", "set-cookie", "private_key", "token", "key", "oauth_token",
+                                 "id_token", "token_type"])
 def test_secret_keys_by_their_words(key: str) -> None:
     assert Masker().is_sensitive_key(key)
 
