@@ -9,7 +9,9 @@ Example::
         return generate_response(query)
 """
 
-from fluxloop import replay, testing
+import importlib as _importlib
+from types import ModuleType as _ModuleType
+
 from fluxloop._api import configure, flush, get_config, get_stats, reset_config, shutdown
 from fluxloop._config import FluxLoopConfig
 from fluxloop._context import InstrumentContext, get_current_context, instrument
@@ -22,6 +24,17 @@ from fluxloop.recording import (
     record_call_args,
     set_recording_options,
 )
+
+# Public submodules loaded on first access, so `import fluxloop` imports neither pytest nor the replay machinery
+# (the pytest plugin in `fluxloop.testing` is found through its `pytest11` entry point).
+_LAZY_SUBMODULES = ("replay", "testing")
+
+
+def __getattr__(name: str) -> _ModuleType:
+    if name in _LAZY_SUBMODULES:
+        return _importlib.import_module(f"fluxloop.{name}")
+    raise AttributeError(f"module 'fluxloop' has no attribute {name!r}")
+
 
 __all__ = [
     "FluxLoopConfig",
@@ -39,6 +52,7 @@ __all__ = [
     "instrument",
     "prompt",
     "record_call_args",
+    "recording",
     "replay",
     "reset_config",
     "set_recording_options",

@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Span
 
 
 from fluxloop import _attributes as attr
-from fluxloop import _runtime, recording
+from fluxloop import _runtime
 from fluxloop._binding import make_binder
 from fluxloop._context import current_scope
 from fluxloop._errors import internal_error
@@ -32,9 +32,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: At most this many yielded items are kept as a generator's output.
 MAX_YIELDED_ITEMS = 100
 
-_get_current_span = trace.get_current_span
+_get_current_span = otel_trace.get_current_span
 _get_current_context = otel_context.get_current
-_set_span_in_context = trace.set_span_in_context
+_set_span_in_context = otel_trace.set_span_in_context
 _attach = otel_context.attach
 _detach = otel_context.detach
 
@@ -89,11 +89,11 @@ def _begin(spec: _Spec, st: _runtime.CallState, args: tuple[Any, ...], kwargs: d
             # validates attributes per call, and one validation pass instead of two is measurably cheaper.
             span = tracer.start_span(spec.span_name, context=ctx)
         rec = None
-        if spec.record and recording.ACTIVE:
+        if spec.record and (recorder := _runtime.RUNTIME.recorder).active:
             if arguments is None:
                 arguments = spec.bind(args, kwargs)
-            rec = recording.on_agent_start(spec.target, arguments,
-                                           span.get_span_context() if span is not None else None)
+            rec = recorder.on_agent_start(spec.target, arguments,
+                                          span.get_span_context() if span is not None else None)
         if span is None and rec is None:
             return None
         token = _attach(_set_span_in_context(span, ctx)) if attach and span is not None else None
@@ -131,7 +131,7 @@ def _finish(spec: _Spec, st: _runtime.CallState, begun: _Begun, exc: BaseExcepti
         internal_error(f"ending span {spec.span_name!r}", inner)
     if rec is not None:
         try:
-            recording.on_agent_end(rec)
+            _runtime.RUNTIME.recorder.on_agent_end(rec)
         except Exception as inner:
             internal_error("recording", inner)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -94,7 +94,8 @@ class EnvConfiguredSpanExporter(FluxLoopSpanExporter):
 
 
 class PipelineSwitch(SpanProcessor):
-    """The one processor FluxLoop adds to a provider; forwards to the current pipeline and to test listeners.
+    """The one processor FluxLoop adds to a provider; forwards to the current pipeline, or, while test listeners
+    (``capture_spans()``) are attached, to them only.
 
     At start, a span another instrumentation starts inside ``instrument()`` gets that context's metadata, tags,
     user and session. On an application's provider with ``export_scope="fluxloop"``, only FluxLoop's spans and
@@ -109,13 +110,24 @@ class PipelineSwitch(SpanProcessor):
         self.listeners: tuple[SpanProcessor, ...] = ()
         self.filter_rate: float = 1.0
         self.shutdown_timeout: float = 10.0
+        #: Called instead of shutting the pipeline down when the provider shuts this switch down (the runtime).
+        self.on_shutdown: Callable[[], None] | None = None
+        #: Set by the runtime once shut down: spans ending then are counted in ``dropped_closed``.
+        self.closed = False
+        self.dropped_closed = 0
         self._lock = threading.Lock()
         self._in_scope: dict[int, None] = {}  # open in-scope spans of application providers, by span id
+        #: The last pipeline's export stage (defaults before any): its redactor also redacts what test listeners
+        #: see, and its scope applies while no pipeline is installed (shut down, capturing).
+        self.redactor = SpanRedactor(Masker())
+        self.export_scope = SCOPE_FLUXLOOP
 
     def swap(self, pipeline: FluxLoopSpanProcessor | None) -> FluxLoopSpanProcessor | None:
         """Install ``pipeline``; return the previous one (the caller shuts it down)."""
         with self._lock:
             old, self.pipeline = self.pipeline, pipeline
+            if isinstance(pipeline, ExportPipeline):
+                self.redactor, self.export_scope = pipeline.redactor, pipeline.export_scope
         return old
 
     def add_listener(self, listener: SpanProcessor) -> None:
@@ -129,9 +141,7 @@ class PipelineSwitch(SpanProcessor):
     def _scope_limited(self, span: ReadableSpan) -> bool:
         """True when only in-scope spans of ``span``'s provider are exported: an application's provider with
         ``export_scope="fluxloop"``."""
-        pipeline = self.pipeline
-        scope = pipeline.export_scope if isinstance(pipeline, ExportPipeline) else SCOPE_FLUXLOOP
-        return scope == SCOPE_FLUXLOOP and not is_own_provider_span(span)
+        return self.export_scope == SCOPE_FLUXLOOP and not is_own_provider_span(span)
 
     def on_start(self, span: Span, parent_context: Any = None) -> None:
         scope = span.instrumentation_scope
@@ -162,25 +172,30 @@ class PipelineSwitch(SpanProcessor):
             tracked = self._in_scope.pop(span.context.span_id, False) is None
             if not tracked and not is_fluxloop_span(span):
                 return  # an application span outside FluxLoop's spans: the application's, not ours to export
-        pipeline = self.pipeline
-        if pipeline is not None:
-            pipeline.on_end(span)
         listeners = self.listeners
         if listeners:
-            # Test listeners see what is exported: redacted (here on the calling thread: test use only).
-            if isinstance(pipeline, ExportPipeline):
-                span = pipeline.redactor.redact(span)
+            # Test listeners see what would be exported: redacted (here on the calling thread: test use only).
+            span = self.redactor.redact(span)
             for listener in listeners:
                 try:
                     listener.on_end(span)
                 except Exception:  # a test listener must not break the pipeline
                     _logger.exception("fluxloop: span listener failed")
+            return
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.on_end(span)
+        elif self.closed and span.context.trace_flags.sampled:
+            self.dropped_closed += 1
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         pipeline = self.pipeline
         return True if pipeline is None else pipeline.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
+        if self.on_shutdown is not None:
+            self.on_shutdown()
+            return
         pipeline = self.swap(None)
         if pipeline is not None:
             pipeline.shutdown(int(self.shutdown_timeout * 1000))

@@ -9,22 +9,32 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
+import sys
 import threading
-import time
-import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from fluxloop_otel_exporter import FluxLoopSpanExporter
+from fluxloop._process import HOOKS
+from fluxloop_otel_exporter._clock import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:
+    from fluxloop_otel_exporter import FluxLoopSpanExporter
 
 _logger = logging.getLogger("fluxloop")
 
 DROP_REPORT_INTERVAL = 60.0
+
+
+def _takes_deadline(exporter: SpanExporter) -> TypeGuard[FluxLoopSpanExporter]:
+    """Whether ``exporter`` is a FluxLoopSpanExporter, whose shutdown takes a deadline. Looked up in sys.modules so
+    that importing this module does not import the exporter package (requests, protobuf): if that package is not
+    loaded, no exporter can be one of its classes."""
+    package = sys.modules.get("fluxloop_otel_exporter")
+    return package is not None and isinstance(exporter, package.FluxLoopSpanExporter)
 
 
 class _FlushRequest:
@@ -44,12 +54,14 @@ class FluxLoopSpanProcessor(SpanProcessor):
     When the queue holds ``max_queue_size`` spans, new spans are dropped and counted (see :meth:`stats`), with a
     warning at most once a minute. ``force_flush`` and ``shutdown`` honour their timeouts. After ``os.fork()``
     the child starts with an empty queue and its own worker: the parent's queued spans are never exported twice.
+    ``clock`` (a test seam) times the flush interval, flush and shutdown deadlines and the drop warnings.
     """
 
     def __init__(self, exporter: SpanExporter, *, max_queue_size: int = 2048, batch_size: int = 512,
-                 flush_interval: float = 5.0,
+                 flush_interval: float = 5.0, clock: Clock = SYSTEM_CLOCK,
                  transform: Callable[[list[ReadableSpan]], list[ReadableSpan]] | None = None) -> None:
         self._exporter = exporter
+        self._clock = clock
         self._transform = transform  # a stage run on each batch, on the worker, before the exporter (redaction)
         self._max_queue_size = max_queue_size
         self._batch_size = batch_size
@@ -57,15 +69,14 @@ class FluxLoopSpanProcessor(SpanProcessor):
         self._exported = 0
         self._failed = 0
         self._dropped = 0
-        self._last_drop_report = 0.0
+        self._last_drop_report = float("-inf")
         self._dropped_since_report = 0
         self._shutdown = False
         self._init_worker_state()
         # Start the worker now, not on the first span: starting a thread costs the calling thread about a
         # millisecond, which would show in that span's trace. (A forked child starts its own lazily.)
         self._ensure_worker()
-        weak_reinit = weakref.WeakMethod(self._after_fork_in_child)
-        os.register_at_fork(after_in_child=lambda: (m := weak_reinit()) and m())  # type: ignore[func-returns-value]
+        HOOKS.after_fork_in_child(self._after_fork_in_child)  # held weakly; guarded where fork does not exist
 
     # -- state that belongs to one process ------------------------------------------------------------------
     def _init_worker_state(self) -> None:
@@ -97,7 +108,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
         if len(queue) >= self._max_queue_size:
             self._dropped += 1
             self._dropped_since_report += 1
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if now - self._last_drop_report >= DROP_REPORT_INTERVAL:
                 self._last_drop_report = now
                 count, self._dropped_since_report = self._dropped_since_report, 0
@@ -121,24 +132,24 @@ class FluxLoopSpanProcessor(SpanProcessor):
         request = _FlushRequest()
         self._flush_requests.append(request)
         self._wake.set()
-        return request.done.wait(max(timeout_millis, 0) / 1000.0)
+        return self._clock.wait(request.done, max(timeout_millis, 0) / 1000.0)
 
-    def shutdown(self, timeout_millis: int = 30000) -> None:  # type: ignore[override]
+    def shutdown(self, timeout_millis: int = 30000) -> None:
         """Export what is queued within ``timeout_millis``, then stop the worker and the exporter. Idempotent."""
         if self._shutdown:
             return
-        deadline = time.monotonic() + max(timeout_millis, 0) / 1000.0
+        deadline = self._clock.monotonic() + max(timeout_millis, 0) / 1000.0
         flushed = self.force_flush(timeout_millis)
         self._shutdown = True
         self._wake.set()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
-            worker.join(max(0.0, deadline - time.monotonic()))
+            worker.join(max(0.0, deadline - self._clock.monotonic()))
         if not flushed and self._queue:
             _logger.warning("fluxloop: shutdown timed out; %d queued span(s) not exported", len(self._queue))
         try:
-            if isinstance(self._exporter, FluxLoopSpanExporter):  # it can wait for an export in flight: bound it
-                self._exporter.shutdown(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000)
+            if _takes_deadline(self._exporter):  # it can wait for an export in flight: bound it
+                self._exporter.shutdown(timeout_millis=max(0.0, deadline - self._clock.monotonic()) * 1000)
             else:
                 self._exporter.shutdown()
         except Exception:  # pragma: no cover - exporter bug
@@ -159,7 +170,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             while True:
-                timer = not self._wake.wait(self._flush_interval)
+                timer = not self._clock.wait(self._wake, self._flush_interval)
                 self._wake.clear()
                 requests = []
                 while self._flush_requests:

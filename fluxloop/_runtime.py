@@ -1,49 +1,64 @@
-"""The one owner of global state: resolved config, tracer provider, export pipeline and recorder wiring.
+"""The one owner of process state: the :class:`Runtime` (config, provider wiring, pipeline, recording, memos,
+fork/exit hooks) with its states IDLE -> RUNNING -> SHUT_DOWN.
 
-Decorators read :data:`STATE`, an immutable snapshot replaced atomically on every change, so the call path
-never takes a lock or reads the environment.
+Nothing is built at import: the runtime object itself is created on first use of :data:`RUNTIME`, and it resolves
+the configuration, wires a provider and starts the pipeline on the first span or ``configure()``. Decorated calls
+read :data:`STATE`, an immutable snapshot replaced atomically on every change, so the call path never takes a lock
+or reads the environment.
 """
 
 from __future__ import annotations
 
-import atexit
+import enum
 import logging
-import multiprocessing.util
-import os
 import threading
-import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from fluxloop import _attributes as attr
-from fluxloop import recording
+from fluxloop import _errors
 from fluxloop._config import (
     FluxLoopConfig,
     Resolved,
+    affected,
     apply_overrides,
+    changed_options,
     report_env_warnings,
     resolve_env,
     validate_overrides,
 )
-from fluxloop._masking import Masker
-from fluxloop._pipeline import PipelineSwitch, build_processor
-from fluxloop._processor import FluxLoopSpanProcessor
+from fluxloop._masking import DEFAULT_MASKER, Masker
+from fluxloop._options import LOGGING, PIPELINE, RECORDING, RESOURCE
+from fluxloop._process import HOOKS, ProcessHooks
+from fluxloop._providers import SequentialIds, SwitchableIds, resource_for
+from fluxloop._recorder import Recorder
 from fluxloop._sampling import FluxLoopSampler
 from fluxloop._version import __version__
 
+if TYPE_CHECKING:
+    from fluxloop._pipeline import PipelineSwitch
+    from fluxloop._processor import FluxLoopSpanProcessor
+
+    BuildProcessor = Callable[[FluxLoopConfig], FluxLoopSpanProcessor | None]
+
 _logger = logging.getLogger("fluxloop")
 
-# Options whose change needs a new export pipeline / a new resource.
-_PIPELINE_OPTIONS = ("enabled", "collector_url", "api_key", "headers", "timeout", "use_collector",
-                     "offline_enabled", "offline_dir", "offline_max_file_bytes", "probe_interval",
-                     "max_queue_size", "batch_size", "flush_interval",
-                     "mask_patterns", "mask_function", "service_name", "export_scope")  # the export stage
-_RESOURCE_OPTIONS = ("service_name", "environment", "resource_attributes")
-_RECORDING_OPTIONS = ("record_args", "recording_file")
+#: Extra time the exit hook allows beyond ``timeout`` (DESIGN: exit within timeout + 1 s), so a batch hanging on a
+#: silent collector can still fail over to offline_dir instead of being lost.
+EXIT_GRACE = 0.9
+
+
+class Phase(enum.Enum):
+    """Where the runtime is in its life."""
+
+    IDLE = "idle"  # nothing built: no provider wiring, no pipeline, no thread
+    RUNNING = "running"  # provider wired; pipeline built (unless only capture_spans() has run)
+    SHUT_DOWN = "shut_down"  # pipeline retired; spans are dropped and counted until configure()/reset_config()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,71 +81,139 @@ def _call_state(config: FluxLoopConfig, tracer: trace.Tracer | None) -> CallStat
                      config)
 
 
-class _HashedResource(Resource):
-    """A Resource whose hash is computed once. Resource is immutable, but its own ``__hash__`` runs ``json.dumps``
-    of every attribute on each call, and the stock OTLP encoder hashes the resource once per exported span."""
-
-    def __init__(self, resource: Resource) -> None:
-        super().__init__(resource.attributes, resource.schema_url)
-        self._fluxloop_hash = super().__hash__()
-
-    def __hash__(self) -> int:
-        return self._fluxloop_hash
-
-    def __eq__(self, other: object) -> bool:
-        return super().__eq__(other)
+_DEFAULTS = FluxLoopConfig()
+# Before the runtime starts: "enabled, sampled, no tracer" sends the first call to RUNTIME.start().
+_IDLE_STATE = CallState(True, 1.0, _DEFAULTS.capture_input, _DEFAULTS.capture_output, _DEFAULTS.max_attribute_length,
+                        DEFAULT_MASKER, None, _DEFAULTS)
 
 
-def _resource(config: FluxLoopConfig) -> Resource:
-    return _HashedResource(Resource.create({
-        **config.resource_attributes,
-        attr.SERVICE_NAME: config.service_name,
-        attr.DEPLOYMENT_ENVIRONMENT: config.environment,
-        attr.TELEMETRY_DISTRO_NAME: attr.DISTRO_NAME,
-        attr.TELEMETRY_DISTRO_VERSION: __version__,
-    }))
+_RECORDING_SWITCHES = frozenset({"record_args", "recording_file"})
+_ZERO_STATS = {"exported": 0, "dropped": 0, "failed": 0, "spooled": 0}
 
 
-def _changed(old: FluxLoopConfig, new: FluxLoopConfig, names: tuple[str, ...]) -> bool:
-    return any(getattr(old, n) != getattr(new, n) for n in names)
+class Runtime:
+    """All of FluxLoop's process state. Use it through the public functions in :mod:`fluxloop._api`."""
 
-
-class _Runtime:
-    """Provider, pipeline and recorder for this process. Use through the module functions below."""
-
-    def __init__(self) -> None:
+    def __init__(self, hooks: ProcessHooks, switch: PipelineSwitch, build_processor: BuildProcessor) -> None:
         self.lock = threading.RLock()
+        self.hooks = hooks
+        self.phase = Phase.IDLE
         self.overrides: dict[str, Any] = {}
-        self.resolved: Resolved = resolve_env()
-        report_env_warnings(self.resolved)
-        self.switch = PipelineSwitch()
-        self.sampler = FluxLoopSampler(self.resolved.config.sample_rate)
+        self._resolved: Resolved | None = None
+        self._build_processor = build_processor
+        self.switch = switch
+        self.switch.on_shutdown = self._provider_shut_down
+        self.sampler = FluxLoopSampler(1.0)
+        self.ids = SwitchableIds()
         self.attached: set[int] = set()
         self.created: set[int] = set()  # providers FluxLoop made itself: never "the application's"
         self.own_providers: dict[tuple[Any, ...], TracerProvider] = {}
-        self.retired = {"exported": 0, "dropped": 0, "failed": 0, "spooled": 0}
-        self.started = False
-        self._apply_logging(self.resolved.config)
-        recording.set_masker(Masker(self.resolved.config.mask_patterns, self.resolved.config.mask_function))
-        if self.resolved.config.record_args:
-            self._apply_recording(self.resolved.config)
+        self.pipeline_built = False
+        self.captures = 0
+        # Memos, reset by reset_config():
+        self.retired = dict(_ZERO_STATS)
+        self.dropped_after_shutdown = 0
+        self.reported_env: set[str] = set()
+        self._hooks_registered = False
+        self._recorder = Recorder()  # recording (issue 14): the one recorder of the process
+        self._recorder_primed = False
 
-    # -- provider ---------------------------------------------------------------------------------------------
-    def start(self) -> trace.Tracer | None:
-        """Attach to (or install) a TracerProvider and build the pipeline; idempotent. Returns the tracer."""
+    # -- configuration ----------------------------------------------------------------------------------------
+    @property
+    def resolved(self) -> Resolved:
+        """The configuration in force (resolved from the environment on first use; no side effects)."""
+        resolved = self._resolved
+        if resolved is None:
+            with self.lock:
+                if self._resolved is None:
+                    self._resolved = self._with_recording_file(apply_overrides(resolve_env(), self.overrides))
+                    report_env_warnings(self._resolved, self.reported_env)
+                resolved = self._resolved
+        return resolved
+
+    def configure(self, options: dict[str, Any]) -> None:
+        """Layer ``options`` over the environment and start (or restart) the runtime with the result."""
+        validated = validate_overrides(options)  # raises before anything changes
+        with self.lock:
+            overrides = {**self.overrides, **validated}
+            resolved = self._with_recording_file(apply_overrides(resolve_env(), overrides))
+            report_env_warnings(resolved, self.reported_env)
+            old = self.resolved.config
+            self.overrides = overrides
+            self._resolved = resolved
+            if self.phase is not Phase.RUNNING:
+                self._start_locked(build=not self.captures)
+            else:
+                self._apply(old, resolved.config)
+
+    def reset(self) -> None:
+        """Back to IDLE with nothing configured: pipeline retired, recording stopped, counters and memos cleared."""
         global STATE
         with self.lock:
+            self._retire(self.switch.swap(None))
+            self._recording_reset()
+            self.overrides = {}
+            self._resolved = None
+            self.pipeline_built = False
+            self.switch.closed = False
+            self.switch.dropped_closed = 0
+            self.retired = dict(_ZERO_STATS)
+            self.dropped_after_shutdown = 0
+            self.reported_env.clear()
+            _errors.reset()
+            self.phase = Phase.IDLE
+            STATE = _IDLE_STATE
+            config = self.resolved.config  # re-resolved now, so env problems are reported at reset time
+            self._apply_logging(config)
+            self._apply_recording(config, switch=config.record_args)  # FLUXLOOP_RECORD_ARGS applies at once
+
+    def _apply(self, old: FluxLoopConfig, new: FluxLoopConfig) -> None:
+        """Apply a configuration change while RUNNING: rebuild exactly what the changed options affect."""
+        global STATE
+        changed = changed_options(old, new)
+        parts = affected(changed)
+        if LOGGING in parts:
+            self._apply_logging(new)
+        if RECORDING in parts:
+            self._apply_recording(new, switch=bool(changed & _RECORDING_SWITCHES))
+        if (PIPELINE in parts and self.pipeline_built) or (not self.pipeline_built and not self.captures):
+            self._retire(self.switch.swap(self._build_processor(new)))
+            self.pipeline_built = True
+        tracer = STATE.tracer
+        if RESOURCE in parts or PIPELINE in parts or tracer is None:
+            tracer = self._tracer_for(new) if new.enabled else None
+        self.sampler.rate = new.sample_rate
+        self.switch.filter_rate = new.sample_rate if self._on_app_provider() else 1.0
+        self.switch.shutdown_timeout = new.timeout
+        STATE = _call_state(new, tracer)
+
+    # -- start ------------------------------------------------------------------------------------------------
+    def start(self) -> trace.Tracer | None:
+        """The tracer for the first span: moves IDLE -> RUNNING; after SHUT_DOWN counts a dropped span."""
+        with self.lock:
+            if self.phase is Phase.SHUT_DOWN:
+                self._drop_after_shutdown()
+                return None
             if STATE.tracer is not None:
                 return STATE.tracer
-            config = self.resolved.config
-            if not config.enabled:
-                return None
-            tracer = self._tracer_for(config)
-            if not self.started:
-                self.started = True
-                self._retire(self.switch.swap(build_processor(config)))
-            STATE = _call_state(config, tracer)
-            return tracer
+            return self._start_locked(build=not self.captures)
+
+    def _start_locked(self, build: bool) -> trace.Tracer | None:
+        global STATE
+        config = self.resolved.config
+        self._register_process_hooks()
+        self.phase = Phase.RUNNING
+        self.switch.closed = False
+        self._apply_logging(config)
+        self._apply_recording(config, switch=config.record_args)
+        tracer = self._tracer_for(config) if config.enabled else None
+        if build and not self.pipeline_built:
+            self._retire(self.switch.swap(self._build_processor(config)))
+            self.pipeline_built = True
+        self.sampler.rate = config.sample_rate
+        self.switch.shutdown_timeout = config.timeout
+        STATE = _call_state(config, tracer)
+        return tracer
 
     def _tracer_for(self, config: FluxLoopConfig) -> trace.Tracer:
         current = trace.get_tracer_provider()
@@ -141,69 +224,91 @@ class _Runtime:
         else:
             # One provider per distinct resource (a provider's resource cannot change); the first is global.
             key = (config.service_name, config.environment, tuple(sorted(config.resource_attributes.items())))
-            provider = self.own_providers.get(key)
-            if provider is None:
-                provider = TracerProvider(resource=_resource(config), sampler=self.sampler, shutdown_on_exit=False)
+            own = self.own_providers.get(key)
+            if own is None:
+                provider = TracerProvider(resource=resource_for(config), sampler=self.sampler, id_generator=self.ids,
+                                          shutdown_on_exit=False)
                 self.own_providers[key] = provider
                 self.created.add(id(provider))
                 if not isinstance(current, TracerProvider):
                     trace.set_tracer_provider(provider)
+            else:
+                provider = own
             self.switch.filter_rate = 1.0
         if id(provider) not in self.attached:
             provider.add_span_processor(self.switch)
             self.attached.add(id(provider))
-        self.sampler.rate = config.sample_rate
-        self.switch.shutdown_timeout = config.timeout
         return provider.get_tracer(attr.SCOPE_NAME, __version__)
 
-    # -- configuration ----------------------------------------------------------------------------------------
-    def configure(self, options: dict[str, Any]) -> None:
-        validated = validate_overrides(options)  # raises before anything changes
-        with self.lock:
-            overrides = {**self.overrides, **validated}
-            resolved = apply_overrides(resolve_env(), overrides)
-            report_env_warnings(resolved)
-            self._apply(resolved, recording_changed=any(k in validated for k in _RECORDING_OPTIONS))
-            self.overrides = overrides
-
-    def reset(self) -> None:
-        with self.lock:
-            self.overrides = {}
-            recording.reset()
-            resolved = resolve_env()
-            report_env_warnings(resolved)
-            # Tear down what configure() built, even where the new config would reuse it: a fresh start.
-            self._apply(resolved, recording_changed=resolved.config.record_args, rebuild=True)
-            self.retired = dict.fromkeys(self.retired, 0)  # get_stats() counts from here
-
-    def _apply(self, resolved: Resolved, recording_changed: bool, rebuild: bool = False) -> None:
-        global STATE
-        old, new = self.resolved.config, resolved.config
-        self.resolved = resolved
-        self._apply_logging(new)
-        if recording_changed:
-            self._apply_recording(new)
-        if self.started and (rebuild or _changed(old, new, _PIPELINE_OPTIONS)):
-            self._retire(self.switch.swap(build_processor(new)))
-        tracer = None
-        if self.started and new.enabled:
-            tracer = self._tracer_for(new)
-        self.sampler.rate = new.sample_rate
-        STATE = _call_state(new, tracer)
-        recording.set_masker(STATE.masker)  # mask options apply to records too, recording on or off
-
-    def _apply_recording(self, config: FluxLoopConfig) -> None:
-        recording.apply_config(config.record_args, config.recording_file,
-                               Masker(config.mask_patterns, config.mask_function))
+    def _on_app_provider(self) -> bool:
+        current = trace.get_tracer_provider()
+        return isinstance(current, TracerProvider) and id(current) not in self.created
 
     @staticmethod
     def _apply_logging(config: FluxLoopConfig) -> None:
+        """``debug`` sets the ``fluxloop`` logger's level, nothing else: the application owns handlers."""
         if config.debug:
             _logger.setLevel(logging.DEBUG)
-            if not _logger.handlers:
-                _logger.addHandler(logging.StreamHandler())
         elif _logger.level == logging.DEBUG:
             _logger.setLevel(logging.NOTSET)
+
+    # -- recording: the one place the runtime drives its Recorder (issue 14) ----------------------------------
+    @property
+    def recorder(self) -> Recorder:
+        """The process's recorder; on first use it takes ``record_args``/``recording_file`` from the configuration
+        (opening nothing: the first record creates the file)."""
+        if not self._recorder_primed:
+            with self.lock:
+                if not self._recorder_primed:
+                    self._register_process_hooks()  # the recorder's lock is recreated after fork
+                    self._apply_recording(self.resolved.config, switch=True, open_now=False)
+        return self._recorder
+
+    def _with_recording_file(self, resolved: Resolved) -> Resolved:
+        """``resolved`` with ``recording_file`` as the recorder uses it (absolute, or the default name, chosen once),
+        so ``get_config()`` tells the truth."""
+        config = resolved.config
+        path = self._recorder.resolve_file(config.record_args, config.recording_file)
+        if path == config.recording_file:
+            return resolved
+        return Resolved(replace(config, recording_file=path), resolved.sources, resolved.warnings)
+
+    def _apply_recording(self, config: FluxLoopConfig, switch: bool, open_now: bool = True) -> None:
+        """Mask options always; ``record_args``/``recording_file`` when they changed (``switch``)."""
+        masker = Masker(config.mask_patterns, config.mask_function)
+        if switch:
+            self._recorder_primed = True
+            self._recorder.apply(config.record_args, config.recording_file, masker, open_now)
+        self._recorder.set_masker(masker)  # mask options apply to records too, recording on or off
+
+    def _recording_shutdown(self) -> None:
+        self._recorder.close()  # records are written synchronously: nothing is pending
+
+    def _recording_reset(self) -> None:
+        self._recorder.reset()
+
+    # -- capture (fluxloop.testing) -------------------------------------------------------------------------
+    @contextmanager
+    def capture(self, listener: SpanProcessor, sequential_ids: bool) -> Iterator[None]:
+        """Route finished spans to ``listener`` only (not to the pipeline) for the duration of the block."""
+        global STATE
+        with self.lock:
+            if self.phase is not Phase.SHUT_DOWN and STATE.tracer is None:
+                self._start_locked(build=False)  # wire the provider, build no pipeline: no collector, no files
+            self.captures += 1
+            self.switch.add_listener(listener)
+            previous_ids = self.ids.current
+            if sequential_ids:
+                self.ids.current = SequentialIds()
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.ids.current = previous_ids
+                self.switch.remove_listener(listener)
+                self.captures -= 1
+                if not self.captures and not self.pipeline_built and self.phase is Phase.RUNNING:
+                    STATE = _call_state(self.resolved.config, None)  # the next span builds the pipeline
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def _retire(self, pipeline: FluxLoopSpanProcessor | None, timeout: float | None = None) -> None:
@@ -218,19 +323,31 @@ class _Runtime:
 
     def flush(self, timeout: float | None) -> bool:
         timeout = self.resolved.config.timeout if timeout is None else timeout
-        deadline = time.monotonic() + max(timeout, 0.0)
-        ok = self.switch.force_flush(int(max(timeout, 0.0) * 1000))
-        return recording.flush(max(0.0, deadline - time.monotonic())) and ok
+        return self.switch.force_flush(int(max(timeout, 0.0) * 1000))  # records are written synchronously
 
     def shutdown(self, timeout: float | None = None) -> None:
+        """-> SHUT_DOWN: flush within ``timeout``, stop threads and recording. Idempotent."""
         global STATE
         with self.lock:
+            if self.phase is Phase.SHUT_DOWN:
+                return
             timeout = self.resolved.config.timeout if timeout is None else timeout
-            deadline = time.monotonic() + max(timeout, 0.0)
+            self.phase = Phase.SHUT_DOWN
+            self.switch.closed = True
             self._retire(self.switch.swap(None), timeout)
-            recording.shutdown(max(0.0, deadline - time.monotonic()))
-            self.started = False
+            self.pipeline_built = False
+            self._recording_shutdown()
             STATE = _call_state(self.resolved.config, None)
+
+    def _provider_shut_down(self) -> None:
+        """The application shut its TracerProvider down (which shuts our switch down): FluxLoop stops with it."""
+        self.shutdown(self.resolved.config.timeout)
+
+    def _drop_after_shutdown(self) -> None:
+        self.dropped_after_shutdown += 1
+        if self.dropped_after_shutdown == 1:
+            _logger.warning("fluxloop: a span was started after fluxloop.shutdown(); spans are dropped (and counted "
+                            "in get_stats()['dropped']) until configure() or reset_config()")
 
     @staticmethod
     def _pipeline_stats(pipeline: FluxLoopSpanProcessor) -> dict[str, int]:
@@ -249,32 +366,54 @@ class _Runtime:
     def stats(self) -> dict[str, int]:
         out = dict(self.retired)
         out["queued"] = 0
+        out["dropped"] += self.dropped_after_shutdown + self.switch.dropped_closed
         pipeline = self.switch.pipeline
         if pipeline is not None:
             for key, value in self._pipeline_stats(pipeline).items():
                 out[key] = out.get(key, 0) + value
         return out
 
+    # -- process hooks ----------------------------------------------------------------------------------------
+    def _register_process_hooks(self) -> None:
+        if self._hooks_registered:
+            return
+        self._hooks_registered = True
+        self.hooks.after_fork_in_child(self.after_fork_in_child)
+        self.hooks.at_exit(self._at_exit)
+        self.hooks.in_multiprocessing_child(self._flush_at_multiprocessing_exit)
+
+    def _at_exit(self) -> None:
+        self.shutdown(self.resolved.config.timeout + EXIT_GRACE)
+
+    def _flush_at_multiprocessing_exit(self) -> None:
+        # A multiprocessing child ends with os._exit() after running multiprocessing's finalizers, never atexit;
+        # it also clears the finalizers inherited at fork, so this runs from its after-fork hook.
+        self.hooks.at_multiprocessing_exit(self.shutdown)
+
     def after_fork_in_child(self) -> None:
         # Another parent thread may have held the lock at fork time: the child starts with a fresh one.
         self.lock = threading.RLock()
+        self._recorder.after_fork_in_child()
         # The parent's exporter holds the parent's sockets: the child gets a pipeline of its own.
-        if self.started and self.resolved.config.enabled:
-            self.switch.swap(build_processor(self.resolved.config))
+        if self.phase is Phase.RUNNING and self.pipeline_built and self.resolved.config.enabled:
+            self.switch.swap(self._build_processor(self.resolved.config))
 
 
-
-def _flush_at_multiprocessing_exit(runtime: _Runtime) -> None:
-    # A multiprocessing child ends with os._exit() after running multiprocessing's finalizers, never atexit;
-    # it also clears the finalizers inherited at fork, so this is registered from its after-fork hook.
-    multiprocessing.util.Finalize(None, runtime.shutdown, exitpriority=0)
+STATE: CallState = _IDLE_STATE
+RUNTIME: Runtime  # created on first access (module __getattr__ below), never at import
+_CREATE_LOCK = threading.Lock()
 
 
-RUNTIME = _Runtime()
-multiprocessing.util.register_after_fork(RUNTIME, _flush_at_multiprocessing_exit)
-STATE: CallState = _call_state(RUNTIME.resolved.config, None)
+def __getattr__(name: str) -> Any:
+    if name == "RUNTIME":
+        with _CREATE_LOCK:
+            runtime = globals().get("RUNTIME")
+            if runtime is None:
+                # First use, not import: the export pipeline brings in the exporter package (requests, protobuf),
+                # which alone costs several times `import opentelemetry.sdk.trace`.
+                from fluxloop import _pipeline
 
-os.register_at_fork(after_in_child=RUNTIME.after_fork_in_child)
-# At exit, an export hanging on a silent collector gives up after `timeout`; the extra 0.9 s (DESIGN: exit within
-# timeout + 1 s) lets that batch and what is still queued fail over to offline_dir instead of being lost.
-atexit.register(lambda: RUNTIME.shutdown(RUNTIME.resolved.config.timeout + 0.9))
+                runtime = Runtime(HOOKS, _pipeline.PipelineSwitch(), _pipeline.build_processor)
+                globals()["RUNTIME"] = runtime
+            return runtime
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,8 @@ Rules (DESIGN §4), the same for both uses so they can never disagree:
   ``.messages`` list), ``<builtin:collector.error>`` (has an ``.errors`` list), else ``<callable:NAME>``.
 - Values under a sensitive key become ``***`` at any depth; token-like text is masked; the paths masked are
   reported, never the values.
-- Anything else becomes ``repr(value)`` cut to 100 characters; cycles and excessive depth get markers; a
+- Anything else becomes ``<repr:...>`` around ``repr(value)`` cut to 100 characters (the original FluxLoop's
+  form, which replay tools read as "not rebuildable"); cycles and excessive depth get markers; a
   ``__repr__`` that raises gives ``<unrepresentable T>``. Nothing here raises.
 
 Span attributes take a fast path (orjson on the raw value) and fall back to the walk only when the result
@@ -55,6 +56,12 @@ def _truncated_repr(value: Any, masker: Masker = DEFAULT_MASKER) -> str:
 
 def _is_namedtuple(value: Any) -> bool:
     return isinstance(value, tuple) and isinstance(getattr(type(value), "_fields", None), tuple)
+
+
+def repr_marker(value: Any, masker: Masker = DEFAULT_MASKER) -> str:
+    """``<repr:...>``: a value JSON cannot hold, as the recording format writes it (masked before the cut)."""
+    text = _truncated_repr(value, masker)
+    return text if text.startswith("<unrepresentable ") else f"<repr:{text}>"
 
 
 def _collector_kind(obj: Any, method_name: str) -> str | None:
@@ -176,7 +183,7 @@ class _Walker:
             return self._mapping(dumped.items(), path, depth)
         if callable(value):
             return callable_marker(value)
-        return _truncated_repr(value, self.masker)
+        return repr_marker(value, self.masker)
 
     def _mapping(self, items: Any, path: str, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -276,7 +283,7 @@ def _orjson_default(value: Any) -> Any:
         return str(value)
     if callable(value):
         return callable_marker(value)
-    return _truncated_repr(value)
+    return repr_marker(value)
 
 
 _PROBE_BUDGET: Final = 32
@@ -319,6 +326,23 @@ def dumps(value: Any, masker: Masker = DEFAULT_MASKER) -> tuple[bytes, list[str]
     """JSON bytes of ``value`` with no length limit (recordings), and the masked paths."""
     data, masked = to_jsonable(value, masker)
     return orjson.dumps(data, option=_ORJSON_OPTS), masked
+
+
+def dumps_bounded(value: Any, masker: Masker, str_limit: int, item_limit: int) -> bytes:
+    """JSON bytes of ``value`` for a recording, strings cut at ``str_limit`` and collections at ``item_limit``.
+
+    Fast path, as for span attributes: orjson straight on the value when nothing needs masking and the whole
+    text is within ``str_limit`` (so no single value can be over it); otherwise the walk.
+    """
+    if not _too_long(value, str_limit):
+        try:
+            data = orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTS)
+            if len(data) <= str_limit and not masker.json_needs_masking(data.decode()):
+                return data
+        except Exception:
+            pass
+    walked, _ = to_jsonable(value, masker, str_limit=str_limit, item_limit=item_limit)
+    return orjson.dumps(walked, option=_ORJSON_OPTS)
 
 
 def dumps_attribute(value: Any, max_length: int, masker: Masker = DEFAULT_MASKER) -> tuple[str, list[str]]:

@@ -13,17 +13,40 @@ lines under ``./fluxloop_artifacts`` (send it later with ``fluxloop upload``). `
 those files on its own; ``iter_offline_files`` and ``read_requests`` read them back.
 """
 
-from fluxloop_otel_exporter._exporter import ExportCounters, FluxLoopSpanExporter, traces_endpoint
-from fluxloop_otel_exporter._offline import OfflineSpanExporter, iter_offline_files, read_requests
-from fluxloop_otel_exporter._otlp_json import encode_spans_json, request_to_protobuf
+from __future__ import annotations
 
-__all__ = [
-    "ExportCounters",
-    "FluxLoopSpanExporter",
-    "OfflineSpanExporter",
-    "encode_spans_json",
-    "iter_offline_files",
-    "read_requests",
-    "request_to_protobuf",
-    "traces_endpoint",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fluxloop_otel_exporter._exporter import ExportCounters, FluxLoopSpanExporter, traces_endpoint
+    from fluxloop_otel_exporter._offline import OfflineSpanExporter, iter_offline_files, read_requests
+    from fluxloop_otel_exporter._otlp_json import encode_spans_json, request_to_protobuf
+
+# Public name -> the private module defining it. Loaded on first use (PEP 562), so importing a light module of
+# this package (the clock seam) does not pull in requests and protobuf.
+_EXPORTS = {
+    "ExportCounters": "_exporter",
+    "FluxLoopSpanExporter": "_exporter",
+    "traces_endpoint": "_exporter",
+    "OfflineSpanExporter": "_offline",
+    "iter_offline_files": "_offline",
+    "read_requests": "_offline",
+    "encode_spans_json": "_otlp_json",
+    "request_to_protobuf": "_otlp_json",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

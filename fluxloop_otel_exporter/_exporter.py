@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from fluxloop_otel_exporter._clock import SYSTEM_CLOCK, Clock
 from fluxloop_otel_exporter._offline import DEFAULT_MAX_FILE_BYTES, OfflineSpanExporter
 from fluxloop_otel_exporter._session import CollectorSession, describe_exception
 from fluxloop_otel_exporter._stock_logs import describe_failure, stock_logs_captured
@@ -105,7 +105,7 @@ class FluxLoopSpanExporter(SpanExporter):
 
     ``export()`` returns SUCCESS when the batch was delivered or spooled, FAILURE when it was lost; it never
     raises. Counts are in :attr:`counters`. ``api_key`` is sent as ``Authorization: Bearer <api_key>`` and never
-    shown in ``repr`` or logs.
+    shown in ``repr`` or logs. ``clock`` (a test seam) times the probes and the shutdown budget.
     """
 
     def __init__(
@@ -122,6 +122,7 @@ class FluxLoopSpanExporter(SpanExporter):
         probe_interval: float = 30.0,
         compression: Compression | str = Compression.Gzip,
         session: requests.Session | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -132,6 +133,7 @@ class FluxLoopSpanExporter(SpanExporter):
         self._use_collector = bool(use_collector)
         self._probe_interval = float(probe_interval)
         self._session = session
+        self._clock = clock
         self._otlp_options: dict[str, Any] = {
             "endpoint": self._url,
             "headers": _request_headers(api_key, headers),
@@ -195,13 +197,13 @@ class FluxLoopSpanExporter(SpanExporter):
                 return
             self._shutdown = True
             otlp = self._otlp
-        deadline = time.monotonic() + max(timeout_millis, 0) / 1000
+        deadline = self._clock.monotonic() + max(timeout_millis, 0) / 1000
         if otlp is not None:
             with stock_logs_captured():
                 otlp.shutdown()
         with self._state_lock:
-            while self._in_flight and (remaining := deadline - time.monotonic()) > 0:
-                self._idle.wait(remaining)
+            while self._in_flight and (remaining := deadline - self._clock.monotonic()) > 0:
+                self._clock.wait(self._idle, remaining)
         if self._offline is not None:
             self._offline.shutdown()
 
@@ -308,7 +310,7 @@ class FluxLoopSpanExporter(SpanExporter):
         with self._state_lock:
             if not self._down:
                 return True
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if now < self._next_probe or self._shutdown:
                 return False
             self._next_probe = now + self._probe_interval  # concurrent batches spool while this one probes
@@ -317,7 +319,7 @@ class FluxLoopSpanExporter(SpanExporter):
     def _mark_down(self, reason: str) -> None:
         with self._state_lock:
             was_down, self._down = self._down, True
-            self._next_probe = time.monotonic() + self._probe_interval
+            self._next_probe = self._clock.monotonic() + self._probe_interval
             if was_down or self._shutdown:
                 return
             self._spooled_while_down = 0

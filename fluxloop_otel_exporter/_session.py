@@ -79,7 +79,9 @@ class CollectorSession(requests.Session):
         if last is not None and last[0] is body:
             compressed: bytes = last[1]
             return compressed
-        compressed = zlib.compress(body, self.compresslevel, _WBITS[self.content_encoding or "gzip"])
+        # zlib.compress() takes wbits only from Python 3.11: a compressobj does the same on 3.10.
+        compressor = zlib.compressobj(self.compresslevel, zlib.DEFLATED, _WBITS[self.content_encoding or "gzip"])
+        compressed = compressor.compress(body) + compressor.flush()
         self._outcome.body = (body, compressed)
         return compressed
 

@@ -1,8 +1,12 @@
 # Real OTLP backends for the end-to-end tests (tests/e2e): Arize Phoenix and an MLflow tracking server.
 #
 # Each backend gets its own venv under $(BACKENDS_DIR) (git-ignored), installed from an exact lock file in
-# tests/e2e/requirements/, so its dependencies never touch the SDK's .venv. A stamp file per backend makes a
-# second `make backends` a no-op; editing a lock file (or a version below) reinstalls that backend from scratch.
+# tests/e2e/requirements/, so its dependencies never touch the SDK's .venv. A stamp file per backend, named after
+# the version it installed, makes a second `make backends` a no-op; changing a version below reinstalls that backend
+# from scratch. File times are not compared (the lock files are order-only prerequisites): a fresh checkout beside an
+# existing $(BACKENDS_DIR) (a git worktree whose .cache is shared) has newer files than the stamps, and must reuse
+# the installed backends rather than delete them. After editing a lock file, bump the version (or
+# `make clean-backends`).
 #
 #   make backends                        install both, side by side (about 80 s; a no-op once installed)
 #   make phoenix-backend mlflow-backend  install one
@@ -60,11 +64,11 @@ define install_backend_venv
 	touch $(5)
 endef
 
-$(PHOENIX_STAMP): $(BACKENDS_LOCK_DIR)/phoenix.txt
-	$(call install_backend_venv,$(PHOENIX_VENV),$<,arize-phoenix==$(PHOENIX_VERSION),phoenix,$@)
+$(PHOENIX_STAMP): | $(BACKENDS_LOCK_DIR)/phoenix.txt
+	$(call install_backend_venv,$(PHOENIX_VENV),$|,arize-phoenix==$(PHOENIX_VERSION),phoenix,$@)
 
-$(MLFLOW_STAMP): $(BACKENDS_LOCK_DIR)/mlflow.txt
-	$(call install_backend_venv,$(MLFLOW_VENV),$<,mlflow==$(MLFLOW_VERSION),mlflow,$@)
+$(MLFLOW_STAMP): | $(BACKENDS_LOCK_DIR)/mlflow.txt
+	$(call install_backend_venv,$(MLFLOW_VENV),$|,mlflow==$(MLFLOW_VERSION),mlflow,$@)
 
 clean-backends:
 	rm -rf $(BACKENDS_DIR)

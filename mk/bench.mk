@@ -36,8 +36,9 @@ bench-profile: $(STAMP)
 
 # The project's dependencies are resolved together with the peers' in one pip call (the peers pin OpenTelemetry
 # ranges of their own); the non-editable copy of fluxloop this installs is shadowed by PYTHONPATH at run time
-# (pip builds it in-tree: build/ and *.egg-info, both git-ignored).
-$(BENCH_PEERS_STAMP): pyproject.toml mk/bench.mk
+# (pip builds it in-tree: build/ and *.egg-info, both git-ignored). File times are not compared (order-only): a
+# worktree sharing .cache has newer files than the stamp and must reuse the venv; delete the stamp to rebuild it.
+$(BENCH_PEERS_STAMP): | pyproject.toml mk/bench.mk
 	test -x $(BENCH_PEERS_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_PEERS_VENV)
 	$(BENCH_PEERS_PIP) install --upgrade pip
 	$(BENCH_PEERS_PIP) install . $(BENCH_PEERS_PKGS)

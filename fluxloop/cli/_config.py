@@ -18,8 +18,7 @@ from typing import Any
 
 import orjson
 
-from fluxloop._config import OPTIONS, SOURCE_DEFAULT, FluxLoopConfig, mask_secret
-from fluxloop._runtime import RUNTIME
+from fluxloop._config import OPTIONS, SOURCE_DEFAULT, FluxLoopConfig, mask_secret, resolve_env
 from fluxloop.cli._render import BOLD, DIM, Painter
 
 NAME = "config"
@@ -32,8 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    resolved = RUNTIME.resolved
+    resolved = resolve_env()  # the resolver only: the CLI never builds the runtime
     rows = [(name, json_value(name, resolved.config), resolved.sources.get(name, SOURCE_DEFAULT)) for name in OPTIONS]
+    for warning in resolved.warnings:
+        print(f"fluxloop config: warning: {warning}", file=sys.stderr)
     if args.json:
         document = {"options": {name: {"value": value, "source": source} for name, value, source in rows},
                     "warnings": list(resolved.warnings)}
@@ -47,8 +48,6 @@ def run(args: argparse.Namespace) -> int:
     for name, value, source in shown:
         source_text = painter.paint(source, DIM) if source == SOURCE_DEFAULT else source
         sys.stdout.write(f"{name:<{name_width}}  {value:<{value_width}}  {source_text}\n")
-    for warning in resolved.warnings:
-        print(f"fluxloop config: warning: {warning}", file=sys.stderr)
     return 0
 
 

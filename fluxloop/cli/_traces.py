@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from fluxloop._runtime import RUNTIME
+from fluxloop._config import resolve_env
 from fluxloop.cli._args import int_at_least, plural
 from fluxloop.cli._artifacts import (
     STATUS_ERROR,
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     command = "traces show" if args.traces_command == "show" else "traces"
-    directory = Path(args.dir) if args.dir else Path(RUNTIME.resolved.config.offline_dir)
+    directory = Path(args.dir) if args.dir else Path(resolve_env().config.offline_dir)
     problems = _ProblemReport(f"fluxloop {command}", sys.stderr)
     index = index_traces(directory, problems)
     problems.finish()
@@ -91,7 +91,8 @@ def _list(index: TraceIndex, args: argparse.Namespace, out: TextIO, err: TextIO)
     elif shown:
         render_trace_list(shown, out, Painter.for_stream(out))
     kind = plural(len(traces), "trace") + (" with errors" if args.errors else "")
-    note = (f"{kind} ({plural(index.span_count, 'span')}) in {plural(len(index.files), 'file')} "
+    spans = sum(trace.span_count for trace in traces)  # of the traces counted, not of the whole folder
+    note = (f"{kind} ({plural(spans, 'span')}) in {plural(len(index.files), 'file')} "
             f"under {index.directory}")
     if len(shown) < len(traces):
         note += f"; showing the {len(shown):,} newest (--limit 0 shows all)"

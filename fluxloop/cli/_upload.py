@@ -36,7 +36,7 @@ import requests
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from fluxloop._runtime import RUNTIME
+from fluxloop._config import resolve_env
 from fluxloop._version import __version__
 from fluxloop.cli._args import int_at_least, plural, seconds, url
 from fluxloop.cli._render import ProgressBar
@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = RUNTIME.resolved.config
+    config = resolve_env().config
     directory = Path(args.dir or config.offline_dir)
     endpoint = traces_endpoint(args.collector_url or config.collector_url)
     files = iter_offline_files(directory)

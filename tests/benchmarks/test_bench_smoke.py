@@ -69,7 +69,7 @@ def test_smoke_run_reports_every_case() -> None:
         assert label in rows, f"case {label!r} missing from the report:\n{proc.stdout}"
     for label in CORE_ROWS:
         assert rows[label][-1] in ("PASS", "FAIL", "info"), rows[label]
-    for section in ("## Summary against DESIGN §5", "## Case 9", "## Case 10", "## Case 11",
+    for section in ("## Summary against DESIGN §5", "## Case 9", "## Case 10", "## Case 11", "## Import cost",
                     "## Machine and command", "- CPU:", "- command:"):
         assert section in proc.stdout
     assert "set-up check passed" in proc.stderr

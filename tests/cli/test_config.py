@@ -28,8 +28,8 @@ def _rows(out: str) -> dict[str, tuple[str, str]]:
 def test_lists_every_option_with_its_source(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLUXLOOP_SAMPLE_RATE", "0.25")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "from-otel")
-    fluxloop.reset_config()
-    fluxloop.configure(debug=True)
+    monkeypatch.setenv("FLUXLOOP_DEBUG", "true")
+    fluxloop.configure(sample_rate=0.5)  # this process's configure() is not the command's configuration
 
     result = cli("config")
 
@@ -38,7 +38,7 @@ def test_lists_every_option_with_its_source(cli, monkeypatch: pytest.MonkeyPatch
     assert list(rows) == list(OPTIONS)
     assert rows["sample_rate"] == ("0.25", "FLUXLOOP_SAMPLE_RATE")
     assert rows["service_name"] == ("from-otel", "OTEL_SERVICE_NAME")
-    assert rows["debug"] == ("true", "configure()")
+    assert rows["debug"] == ("true", "FLUXLOOP_DEBUG")
     assert rows["batch_size"] == ("512", "default")
     assert rows["use_collector"] == ("false", "FLUXLOOP_USE_COLLECTOR")  # set by the suite's conftest
 
@@ -65,16 +65,17 @@ def test_secrets_are_masked_in_text_and_json(cli, monkeypatch: pytest.MonkeyPatc
                                   "source": "OTEL_EXPORTER_OTLP_HEADERS"}
 
 
-def test_json_shape(cli) -> None:
-    fluxloop.configure(mask_patterns=["ssn"], mask_function=lambda key, value: value, collector_url="http://c:1")
+def test_json_shape(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLUXLOOP_MASK_PATTERNS", "ssn")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1")
     document = json.loads(cli("config", "--json").out)
     assert set(document) == {"options", "warnings"}
     assert list(document["options"]) == list(OPTIONS)
     assert all(set(entry) == {"value", "source"} for entry in document["options"].values())
     options = document["options"]
-    assert options["mask_patterns"] == {"value": ["ssn"], "source": "configure()"}
-    assert options["mask_function"]["value"].startswith("<callable:")
-    assert options["collector_url"] == {"value": "http://c:1", "source": "configure()"}
+    assert options["mask_patterns"] == {"value": ["ssn"], "source": "FLUXLOOP_MASK_PATTERNS"}
+    assert options["mask_function"] == {"value": None, "source": "default"}
+    assert options["collector_url"] == {"value": "http://c:1", "source": "OTEL_EXPORTER_OTLP_ENDPOINT"}
     assert options["sample_rate"] == {"value": 1.0, "source": "default"}
     assert options["api_key"] == {"value": None, "source": "default"}
     assert document["warnings"] == []
@@ -88,6 +89,15 @@ def test_bad_environment_value_is_a_warning_not_a_crash() -> None:
     [warning] = document["warnings"]
     assert "FLUXLOOP_BATCH_SIZE='lots'" in warning
     assert "FLUXLOOP_BATCH_SIZE" in result.stderr
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_each_bad_environment_value_is_reported_once(json_output: bool) -> None:
+    env = subprocess_env(FLUXLOOP_BATCH_SIZE="lots", FLUXLOOP_SAMPLE_RATE="often")
+    result = run_module("config", *(["--json"] if json_output else []), env=env)
+    assert result.returncode == 0
+    assert result.stderr.count("FLUXLOOP_BATCH_SIZE='lots'") == 1
+    assert result.stderr.count("FLUXLOOP_SAMPLE_RATE='often'") == 1
 
 
 def test_secret_from_environment_never_reaches_a_subprocess_output() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from .conftest import run_module
+from .conftest import run_module, subprocess_env
 
 SUBCOMMANDS = [["config"], ["traces"], ["traces", "show"], ["upload"], ["replay"]]
 
@@ -48,3 +51,23 @@ def test_usage_errors_exit_2(cli, argv: list[str]) -> None:
 def test_python_dash_m_runs_the_same_command_line() -> None:
     result = run_module("traces", "--help")
     assert result.returncode == 0 and result.stdout.startswith("usage: fluxloop traces")
+
+
+_SIDE_EFFECTS = """
+import sys, threading
+from fluxloop.cli import main
+code = main(sys.argv[1:])
+import fluxloop._runtime
+print(code, threading.active_count(), "RUNTIME" in vars(fluxloop._runtime))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["config"], ["config", "--json"], ["--help"]])
+def test_version_and_config_create_no_file_and_start_no_thread(argv: list[str], tmp_path) -> None:
+    recording = tmp_path / "rec.jsonl"
+    env = subprocess_env(FLUXLOOP_RECORD_ARGS="true", FLUXLOOP_RECORDING_FILE=str(recording))
+    proc = subprocess.run([sys.executable, "-c", _SIDE_EFFECTS, *argv], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "0 1 False"  # exit 0, only the main thread, no runtime built
+    assert list(tmp_path.iterdir()) == []  # no recording file, no fluxloop_artifacts/

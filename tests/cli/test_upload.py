@@ -46,8 +46,11 @@ def many_lines(tmp_path: Path) -> Artifacts:
     return Artifacts(directory, write_jobs(directory, ["weather in paris"] * 10, batch_size=1))
 
 
-def test_delivers_every_span_once_with_the_configured_auth(cli, artifacts: Artifacts, sink: OtlpSink) -> None:
-    fluxloop.configure(api_key=API_KEY, headers={"x-team": "blue"})
+def test_delivers_every_span_once_with_the_configured_auth(cli, artifacts: Artifacts, sink: OtlpSink,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLUXLOOP_API_KEY", API_KEY)  # the command reads the environment, as in its own process
+    monkeypatch.setenv("FLUXLOOP_HEADERS", "x-team=blue")
+    monkeypatch.setenv("FLUXLOOP_BATCH_SIZE", "3")  # as the artifacts were written: one request per line
 
     result = _upload(cli, artifacts.directory, sink)
 
@@ -96,8 +99,9 @@ def test_batch_size_merges_lines_up_to_n_spans(cli, artifacts: Artifacts, sink: 
         other.close()
 
 
-def test_batch_size_defaults_to_the_configured_one(cli, artifacts: Artifacts, sink: OtlpSink) -> None:
-    fluxloop.configure(batch_size=9)
+def test_batch_size_defaults_to_the_configured_one(cli, artifacts: Artifacts, sink: OtlpSink,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLUXLOOP_BATCH_SIZE", "9")
     assert _upload(cli, artifacts.directory, sink).code == 0
     assert _spans_per_request(sink) == [9, 4]
 

@@ -115,16 +115,21 @@ def test_configure_calls_add_up() -> None:
     assert (config.service_name, config.sample_rate) == ("a", 0.2)
 
 
-def test_bad_env_value_warns_once_and_uses_default(monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv("FLUXLOOP_SAMPLE_RATE", "abc-unique-1")
+def test_bad_env_value_warns_once_per_reset_and_uses_default(monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("FLUXLOOP_SAMPLE_RATE", "abc")
     with caplog.at_level(logging.WARNING, logger="fluxloop"):
         fluxloop.reset_config()
+        fluxloop.configure(service_name="a")
+        fluxloop.configure(service_name="b")
+        assert fluxloop.get_config().sample_rate == 1.0
+        first = [r.getMessage() for r in caplog.records if "'abc'" in r.getMessage()]
+        # reset_config() forgets what was reported (the memo is runtime state): the same value warns again.
         fluxloop.reset_config()
-    assert fluxloop.get_config().sample_rate == 1.0
-    messages = [r.getMessage() for r in caplog.records if "abc-unique-1" in r.getMessage()]
-    assert len(messages) == 1
-    assert "FLUXLOOP_SAMPLE_RATE" in messages[0] and "sample_rate" in messages[0]
+        second = [r.getMessage() for r in caplog.records if "'abc'" in r.getMessage()]
+    assert len(first) == 1
+    assert "FLUXLOOP_SAMPLE_RATE" in first[0] and "sample_rate" in first[0]
+    assert len(second) == 2
 
 
 def test_bad_env_value_never_breaks_import_or_calls() -> None:
@@ -169,3 +174,73 @@ def test_every_option_has_a_caster_and_a_default() -> None:
     defaults = fluxloop.FluxLoopConfig()
     for name in OPTIONS:
         assert hasattr(defaults, name), name
+
+
+# -- the option table is the one definition ---------------------------------------------------------------------
+def test_config_fields_defaults_and_table_agree() -> None:
+    from dataclasses import fields
+
+    defaults = fluxloop.FluxLoopConfig()
+    assert [f.name for f in fields(fluxloop.FluxLoopConfig)] == list(OPTIONS)
+    for name, option in OPTIONS.items():
+        assert getattr(defaults, name) == option.default, name
+        assert option.doc and option.affects, name
+
+
+def test_readme_option_table_is_generated_from_the_table() -> None:
+    from pathlib import Path
+
+    from fluxloop._options import options_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert options_markdown() in readme, "regenerate the README table: python -m fluxloop._options"
+
+
+def test_bad_sampler_arg_is_reported_under_its_own_name(monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "half")
+    with caplog.at_level(logging.WARNING, logger="fluxloop"):
+        fluxloop.reset_config()
+    [message] = [r.getMessage() for r in caplog.records if "sample_rate" in r.getMessage()]
+    assert "OTEL_TRACES_SAMPLER_ARG='half'" in message
+    assert "OTEL_TRACES_SAMPLER=" not in message and "traceidratio" not in message
+    assert fluxloop.get_config().sample_rate == 1.0
+
+
+def test_bad_sampler_name_is_reported_under_its_name(monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "sometimes")
+    with caplog.at_level(logging.WARNING, logger="fluxloop"):
+        fluxloop.reset_config()
+    [message] = [r.getMessage() for r in caplog.records if "sample_rate" in r.getMessage()]
+    assert "OTEL_TRACES_SAMPLER='sometimes'" in message and "unsupported sampler" in message
+
+
+# A value different from the default for every option, to see what a change of it rebuilds.
+_CHANGED = {
+    "enabled": False, "debug": True, "collector_url": "http://other:1", "api_key": "k", "headers": {"x": "y"},
+    "sample_rate": 0.5, "service_name": "svc", "environment": "prod", "resource_attributes": {"team": "ai"},
+    "record_args": False, "recording_file": None, "batch_size": 7, "flush_interval": 1.0, "max_queue_size": 99,
+    "timeout": 3.0, "use_collector": True, "offline_enabled": False, "offline_dir": "elsewhere",
+    "offline_max_file_bytes": 4096, "probe_interval": 2.0, "capture_input": False, "capture_output": False,
+    "max_attribute_length": 100, "mask_patterns": ["ssn"], "mask_function": repr, "export_scope": "all",
+}
+# (record_args/recording_file are the recording component's: tests/recording covers them.)
+
+
+@pytest.mark.parametrize("name", [n for n, o in OPTIONS.items() if n not in ("record_args", "recording_file")])
+def test_configure_rebuilds_what_the_table_says_an_option_affects(name: str, tmp_path) -> None:
+    from fluxloop import _runtime
+    from fluxloop._options import PIPELINE
+
+    fluxloop.configure(offline_dir=str(tmp_path), use_collector=False)
+    runtime = _runtime.RUNTIME
+    before = runtime.switch.pipeline
+    assert getattr(fluxloop.get_config(), name) != OPTIONS[name].cast(_CHANGED[name], False)
+    fluxloop.configure(**{name: _CHANGED[name]})
+    assert getattr(fluxloop.get_config(), name) == OPTIONS[name].cast(_CHANGED[name], False)
+    rebuilt = runtime.switch.pipeline is not before
+    assert rebuilt == (PIPELINE in OPTIONS[name].affects), name
+    # Every option reaches the snapshot decorated calls read.
+    assert getattr(_runtime.STATE.config, name) == getattr(fluxloop.get_config(), name)

@@ -146,9 +146,9 @@ def test_fluxloop_resource_hashes_once_and_like_a_plain_resource() -> None:
     from opentelemetry.sdk.resources import Resource
 
     from fluxloop._config import FluxLoopConfig
-    from fluxloop._runtime import _resource
+    from fluxloop._providers import resource_for
 
-    resource = _resource(FluxLoopConfig(service_name="svc"))
+    resource = resource_for(FluxLoopConfig(service_name="svc"))
     plain = Resource(resource.attributes, resource.schema_url)
     assert resource == plain and hash(resource) == hash(plain)
     assert {resource: 1}[plain] == 1  # groups with equal resources, as the OTLP encoder does

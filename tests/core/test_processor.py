@@ -1,4 +1,7 @@
-"""FluxLoopSpanProcessor with real threads and a real fork: batching, bounds, flush/shutdown timeouts."""
+"""FluxLoopSpanProcessor with real threads and a real fork: batching, bounds, flush/shutdown timeouts.
+
+Timers and deadlines run on a fake clock (the processor's clock seam): no assertion depends on the machine's speed.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from fake_clock import FakeClock
+
 from fluxloop import FluxLoopSpanProcessor
+from fluxloop._processor import DROP_REPORT_INTERVAL
 
 
 class GatedExporter(SpanExporter):
@@ -51,7 +57,7 @@ def test_batches_fill_and_export_in_background() -> None:
     exporter = InMemorySpanExporter()
     provider, processor = make(exporter, batch_size=10, flush_interval=3600)
     emit(provider, 25)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while len(exporter.get_finished_spans()) < 20 and time.monotonic() < deadline:
         time.sleep(0.01)  # polling with a deadline: a full batch is exported without any flush
     assert len(exporter.get_finished_spans()) >= 20
@@ -61,14 +67,24 @@ def test_batches_fill_and_export_in_background() -> None:
     processor.shutdown()
 
 
+def poll(condition, timeout: float = 30.0) -> None:
+    """Wait for ``condition`` with a generous real deadline (synchronisation, not a speed bound)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met"
+        threading.Event().wait(0.005)
+
+
 def test_flush_interval_exports_a_partial_batch() -> None:
+    clock = FakeClock()
     exporter = InMemorySpanExporter()
-    provider, processor = make(exporter, batch_size=1000, flush_interval=0.05)
+    provider, processor = make(exporter, batch_size=1000, flush_interval=5.0, clock=clock)
     emit(provider, 3)
-    deadline = time.monotonic() + 10
-    while len(exporter.get_finished_spans()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert len(exporter.get_finished_spans()) == 3
+    poll(lambda: clock.waiting() == 1)  # the worker waits for its timer
+    clock.advance(4.5)
+    assert exporter.get_finished_spans() == ()  # the timer has not fired: nothing sent before flush_interval
+    clock.advance(0.5)
+    poll(lambda: len(exporter.get_finished_spans()) == 3)
     processor.shutdown()
 
 
@@ -89,27 +105,39 @@ def test_full_queue_drops_and_counts_without_blocking(caplog: pytest.LogCaptureF
 
 
 def test_force_flush_honours_its_timeout() -> None:
+    clock = FakeClock()
     exporter = GatedExporter()
-    provider, processor = make(exporter, batch_size=5, flush_interval=3600)
+    provider, processor = make(exporter, batch_size=5, flush_interval=3600, clock=clock)
     emit(provider, 5)
-    assert exporter.entered.wait(10)
+    assert exporter.entered.wait(30)
     emit(provider, 3)
-    started = time.monotonic()
-    assert processor.force_flush(200) is False
-    assert time.monotonic() - started < 5
+    results: list[bool] = []
+    flusher = threading.Thread(target=lambda: results.append(processor.force_flush(250)))
+    flusher.start()
+    poll(lambda: clock.waiting() == 1)  # the flush waits on the clock; the worker is stuck in export
+    clock.advance(0.125)
+    assert results == []  # (checked before the deadline passes: an early return would show here)
+    clock.advance(0.125)
+    flusher.join(30)
+    assert results == [False]
     exporter.gate.set()
-    assert processor.force_flush(10_000) is True
+    assert processor.force_flush(30_000) is True
     processor.shutdown()
 
 
 def test_shutdown_is_bounded_and_idempotent() -> None:
+    clock = FakeClock()
     exporter = GatedExporter()
-    provider, processor = make(exporter, batch_size=5, flush_interval=3600)
+    provider, processor = make(exporter, batch_size=5, flush_interval=3600, clock=clock)
     emit(provider, 5)
-    assert exporter.entered.wait(10)
-    started = time.monotonic()
-    processor.shutdown(300)
-    assert time.monotonic() - started < 5
+    assert exporter.entered.wait(30)
+    stopper = threading.Thread(target=processor.shutdown, args=(250,))
+    stopper.start()
+    poll(lambda: clock.waiting() == 1)
+    clock.advance(0.25)  # the budget is spent while the export is still stuck: shutdown returns anyway
+    stopper.join(30)
+    assert not stopper.is_alive()
+    assert exporter.shutdowns == 1
     processor.shutdown(300)
     assert exporter.shutdowns == 1
     emit(provider, 3)  # after shutdown: ignored, no error
@@ -187,4 +215,22 @@ def test_a_filled_batch_sends_full_batches_and_the_rest_waits() -> None:
     assert sum(exporter.batches) == 13
     assert exporter.batches[-1] == 3
     assert all(size == 4 for size in exporter.batches[:-2])
+    processor.shutdown()
+
+
+def test_queue_full_warning_is_repeated_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    exporter = GatedExporter()
+    provider, processor = make(exporter, max_queue_size=10, batch_size=10, flush_interval=3600, clock=clock)
+    emit(provider, 10)
+    assert exporter.entered.wait(30)
+    emit(provider, 15)  # 10 queued, 5 dropped: one warning, at the first drop
+    clock.advance(DROP_REPORT_INTERVAL - 0.5)
+    emit(provider, 3)  # within the interval: counted, not warned
+    clock.advance(0.5)
+    emit(provider, 1)  # the interval has passed: one more warning, with the drops since the last one
+    warnings = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
+    assert len(warnings) == 2 and "dropped 1 span(s)" in warnings[0] and "dropped 8 span(s)" in warnings[1]
+    assert processor.stats()["dropped"] == 9
+    exporter.gate.set()
     processor.shutdown()

@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 DROP = "drop"  # sink action: close the connection without answering
+HOLD = "hold"  # sink action: answer 200 only once ``release`` is set (a collector stuck for as long as a test needs)
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Attempt:
 class OtlpSink:
     """A real OTLP/HTTP traces endpoint: decodes each (gzip) protobuf request, records it, answers as scripted.
 
-    ``script`` holds the answers to the next requests (an HTTP status, ``(status, headers)`` or ``DROP``);
+    ``script`` holds the answers to the next requests (an HTTP status, ``(status, headers)``, ``DROP`` or ``HOLD``);
     when it is empty, ``default`` answers. ``connections`` counts accepted TCP connections.
     """
 
@@ -45,6 +46,7 @@ class OtlpSink:
         self.connections = 0
         self.script: collections.deque[Any] = collections.deque()
         self.default: Any = 200
+        self.release = threading.Event()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,12 +62,16 @@ class OtlpSink:
                 request = ExportTraceServiceRequest.FromString(body)
                 with sink.lock:
                     action = sink.script.popleft() if sink.script else sink.default
-                    sink.attempts.append(Attempt(time.monotonic(), self.path,
-                                                 {k.lower(): v for k, v in self.headers.items()}, request, action,
-                                                 raw))
+                    attempt = Attempt(time.monotonic(), self.path, {k.lower(): v for k, v in self.headers.items()},
+                                      request, action, raw)
+                    sink.attempts.append(attempt)
                 if action == DROP:
                     self.close_connection = True
                     return
+                if action == HOLD:
+                    sink.release.wait(120)
+                    with sink.lock:
+                        action = attempt.action = 200  # delivered once released
                 status, headers = action if isinstance(action, tuple) else (action, {})
                 payload = ExportTraceServiceResponse().SerializeToString() if status == 200 else b""
                 self.send_response(status)
@@ -104,6 +110,7 @@ class OtlpSink:
                 for ss in rs.scope_spans for span in ss.spans]
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 

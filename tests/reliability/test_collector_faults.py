@@ -13,6 +13,7 @@ import fluxloop
 from fluxloop.cli import main as cli
 
 from ._harness import (
+    LOADED_MARGIN,
     LateCollector,
     OtlpSink,
     StatsSince,
@@ -58,14 +59,15 @@ def _no_loss(produced: set[str], sink: OtlpSink, offline_dir: Path) -> None:
 def test_refused_collector_spools_every_span_and_upload_delivers_each_exactly_once(
         late_collector: LateCollector, offline_dir: Path, stats: StatsSince, figure,
         capsys: pytest.CaptureFixture[str]) -> None:
-    fluxloop.configure(use_collector=True, collector_url=late_collector.url, offline_dir=str(offline_dir))
+    # The queue holds every span, so the outcome never depends on how fast this machine spools: a producer that
+    # outpaces the export worker is the overload policy (counted drops, test_overload), not this test's subject.
+    fluxloop.configure(use_collector=True, collector_url=late_collector.url, offline_dir=str(offline_dir),
+                       max_queue_size=2 * PAIRS)
     results: list[int] = []
-    # 5,000 decorated calls/s (10,000 in 2 s), 2.5x DESIGN §5's 2,000 spans/s. A producer running flat out can
-    # outpace the export worker for a moment and overflow the default 2,048-span queue: that is the overload
-    # policy (counted drops, test_overload), not this test's subject.
+    # 5,000 decorated calls/s (10,000 in 2 s), 2.5x DESIGN §5's 2,000 spans/s.
     elapsed = pace(PAIRS / 2, PAIRS, lambda i: results.append(handle(i)))
     assert results == [2 * i + 1 for i in range(PAIRS)]
-    assert fluxloop.flush(timeout=10)
+    assert fluxloop.flush(timeout=60)
     assert stats() == {"queued": 0, "exported": 0, "dropped": 0, "failed": 0, "spooled": 2 * PAIRS}
 
     on_disk = assert_each_once(offline_spans(offline_dir))
@@ -79,10 +81,11 @@ def test_refused_collector_spools_every_span_and_upload_delivers_each_exactly_on
         assert strict_json(parent.attributes["fluxloop.input"]) == strict_json(tool.attributes["fluxloop.input"])
     figure("seconds_for_10000_calls", round(elapsed, 2))
 
-    # The collector comes up at the configured address; `fluxloop upload` (defaults: configured dir and URL).
+    # The collector comes up at the configured address; `fluxloop upload` is pointed at the same dir and URL.
     late_collector.up()
     capsys.readouterr()
-    assert cli(["upload"]) == 0, capsys.readouterr().err
+    assert cli(["upload", "--dir", str(offline_dir), "--collector-url", late_collector.url]) == 0, \
+        capsys.readouterr().err
     delivered = assert_each_once(delivered_spans(late_collector.sink))
     assert delivered.keys() == on_disk.keys()
     assert late_collector.sink.attempts[0].path == "/v1/traces"
@@ -119,9 +122,10 @@ def test_upload_interrupted_by_a_collector_error_resumes_without_resending(
 
 def test_hanging_collector_within_queue_capacity_loses_nothing(silent: str, offline_dir: Path, stats: StatsSince,
                                                               figure) -> None:
-    # 1,000 spans/s against a collector that accepts and never answers, timeout 1 s: the first export hangs
-    # for 1 s (1,000 spans wait in the 2,048-span queue), then the breaker opens and batches go straight to disk.
-    fluxloop.configure(use_collector=True, collector_url=silent, offline_dir=str(offline_dir), timeout=1.0,
+    # 2,000 spans at 1,000 spans/s against a collector that accepts and never answers, timeout 5 s: the first
+    # export hangs (every span fits in the 2,048-span queue however slowly the machine runs), then the breaker
+    # opens and batches go straight to disk.
+    fluxloop.configure(use_collector=True, collector_url=silent, offline_dir=str(offline_dir), timeout=5.0,
                        batch_size=128, flush_interval=0.2, probe_interval=60.0)
     durations: list[float] = []
 
@@ -132,13 +136,13 @@ def test_hanging_collector_within_queue_capacity_loses_nothing(silent: str, offl
 
     pace(1_000, 2_000, call)
     started = time.monotonic()
-    assert fluxloop.flush(timeout=5)
+    assert fluxloop.flush(timeout=60)
     flush_s = time.monotonic() - started
     counts = stats()
     assert counts["dropped"] == 0 and counts["failed"] == 0 and counts["exported"] == 0
     assert counts["spooled"] == 2_000
     assert len(assert_each_once(offline_spans(offline_dir))) == 2_000
-    assert max(durations) < 0.5  # no call waited for the hanging collector (1 s)
+    assert max(durations) < 5.0 / 2  # no call waited for the hanging collector (5 s)
     figure("max_call_ms", round(max(durations) * 1e3, 2))
     figure("flush_s", round(flush_s, 3))
 
@@ -153,7 +157,7 @@ def test_hanging_export_shutdown_returns_within_timeout_and_spools_the_batch(sil
     started = time.monotonic()
     fluxloop.shutdown()  # default timeout: the configured 2 s
     elapsed = time.monotonic() - started
-    assert elapsed <= 2.0 + 1.0
+    assert elapsed <= 2.0 + LOADED_MARGIN
     assert len(assert_each_once(offline_spans(offline_dir))) == 50
     figure("shutdown_s", round(elapsed, 3))
 
@@ -166,7 +170,7 @@ def test_shutdown_with_a_short_timeout_returns_within_it_while_export_hangs(sile
     assert not fluxloop.flush(timeout=0.05)
     started = time.monotonic()
     fluxloop.shutdown(timeout=0.3)
-    assert time.monotonic() - started <= 0.3 + 0.5
+    assert time.monotonic() - started <= 0.3 + LOADED_MARGIN
 
 
 @pytest.mark.xfail(strict=True, reason="BUG: when shutdown's budget runs out, FluxLoopSpanProcessor.shutdown shuts the "
@@ -255,7 +259,7 @@ def test_429_retry_after_beyond_the_timeout_spools_at_once(sink: OtlpSink, offli
         step(i)
     started = time.monotonic()
     assert fluxloop.flush(timeout=10)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 2.0 + LOADED_MARGIN  # not the 30 s wait
     assert len(sink.attempts) == 1  # no 30 s wait, no hammering
     assert len(offline_spans(offline_dir)) == 5
 
@@ -269,8 +273,8 @@ def test_503_until_the_timeout_spools_and_keeps_the_bound(sink: OtlpSink, offlin
     started = time.monotonic()
     assert fluxloop.flush(timeout=10)
     elapsed = time.monotonic() - started
-    assert elapsed <= 2.0 + 1.0
-    assert sink.attempts[-1].at - sink.attempts[0].at <= 2.0
+    assert elapsed <= 2.0 + LOADED_MARGIN
+    assert sink.attempts[-1].at - sink.attempts[0].at <= 2.0 + LOADED_MARGIN  # (as the sink saw them arrive)
     assert not sink.delivered()
     assert len(assert_each_once(offline_spans(offline_dir))) == 30
     assert stats()["spooled"] == 30
@@ -295,10 +299,10 @@ def test_500_spools_the_batch_and_the_breaker_probes_back_to_delivery(sink: Otlp
     emit("while-down", 10)  # within probe_interval: straight to disk, no request
     assert fluxloop.flush(timeout=10)
     assert len(sink.attempts) == 1
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     probes = 0
     while len(sink.attempts) < 2:  # the next batch after probe_interval is tried on the network
-        assert time.monotonic() < deadline, "no probe within 10 s"
+        assert time.monotonic() < deadline, "no probe within 60 s"
         emit(f"probe{probes}", 1)
         probes += 1
         assert fluxloop.flush(timeout=10)

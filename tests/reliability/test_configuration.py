@@ -133,7 +133,6 @@ def double(x):
 assert double(21) == 42
 flushed = fluxloop.flush(timeout=5)
 fluxloop.configure(service_name="again")  # re-resolving the environment reports nothing new
-fluxloop.reset_config()
 assert double(1) == 2
 config = fluxloop.get_config()
 print("RESULT", json.dumps({"flushed": flushed, "sample_rate": config.sample_rate, "batch_size": config.batch_size,

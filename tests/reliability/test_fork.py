@@ -66,18 +66,24 @@ def test_forked_workers_export_their_own_spans_and_never_the_parents(sink: OtlpS
     assert _keys(spans, "child") == Counter((k, i) for k in range(4) for i in range(100))
 
 
+PRODUCED_MAX = 20_000  # the busy producer of the next test stops here (10 s at its pace) if the forks take longer
+
+
 def test_fork_while_exporting_and_recording_never_deadlocks(sink: OtlpSink, offline_dir: Path, tmp_path: Path,
                                                             stats: StatsSince, figure) -> None:
     recording = tmp_path / "args.jsonl"
+    # The queue holds everything the producer can make (PRODUCED_MAX), so "nothing dropped" never depends on how
+    # fast this machine exports.
     fluxloop.configure(use_collector=True, collector_url=sink.url, offline_dir=str(offline_dir), batch_size=16,
-                       flush_interval=0.005, record_args=True, recording_file=str(recording))
+                       flush_interval=0.005, record_args=True, recording_file=str(recording),
+                       max_queue_size=2 * PRODUCED_MAX)
     served("parent", -1)  # pipeline started before any fork (see the next test for a fork during start-up)
     stop = threading.Event()
     produced = [-1]
 
     def produce() -> None:  # keeps the export worker and the recording writer busy while we fork
         started = time.monotonic()
-        for i in range(200_000):
+        for i in range(PRODUCED_MAX):
             if stop.is_set():
                 return
             served("parent", i)
@@ -90,7 +96,7 @@ def test_fork_while_exporting_and_recording_never_deadlocks(sink: OtlpSink, offl
         def body() -> bool:
             for i in range(20):
                 served(f"child{k}", i)
-            return fluxloop.flush(timeout=10)
+            return fluxloop.flush(timeout=60)
         return body
 
     producer = threading.Thread(target=produce)
@@ -99,13 +105,13 @@ def test_fork_while_exporting_and_recording_never_deadlocks(sink: OtlpSink, offl
         with Forks() as forks:
             for k in range(16):
                 forks.fork(worker(k))
-            codes = forks.wait_all(30)
+            codes = forks.wait_all(120)
     finally:
         stop.set()
-        producer.join(30)
+        producer.join(60)
     assert not producer.is_alive()
     assert codes == [0] * 16
-    assert fluxloop.flush(timeout=10)
+    assert fluxloop.flush(timeout=120)
     assert stats()["dropped"] == 0
     spans = delivered_spans(sink)
     assert_each_once(spans)
