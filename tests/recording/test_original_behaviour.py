@@ -7,7 +7,6 @@ import json
 import types
 from pathlib import Path
 
-
 import fluxloop
 from fluxloop import _runtime
 
