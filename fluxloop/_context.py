@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from opentelemetry import context as otel_context
@@ -18,13 +18,14 @@ from opentelemetry import trace
 
 from fluxloop import _attributes as attr
 from fluxloop import _runtime
+from fluxloop._current import CURRENT
 from fluxloop._errors import internal_error
 from fluxloop._spans import attribute_value, put_io, record_exception
 
 _NO_INPUT: Any = object()
 
-_CURRENT: contextvars.ContextVar[InstrumentContext | None] = contextvars.ContextVar("fluxloop_instrument",
-                                                                                     default=None)
+# The variable lives in _current so that the pipeline's on_start can read it without importing this module.
+_CURRENT = cast("contextvars.ContextVar[InstrumentContext | None]", CURRENT)
 
 
 def trace_tags(attrs: Mapping[str, Any]) -> dict[str, str]:

@@ -321,3 +321,23 @@ def test_fuzz_dumps_and_to_jsonable_never_raise_are_valid_json_and_never_leak(va
     data, masked = to_jsonable(value)
     text = json.dumps(data, allow_nan=False)  # plain JSON data: str keys, finite numbers
     _no_leak(text, masked)
+
+
+_SHAPED = st.sampled_from(["sk-live-{}", "Bearer {}", "ghp_{}", "postgres://app:{}@db/x", "?api_key={}&x=1",
+                           "password: {}", "Config(token='{}')"])
+
+
+@_fuzz
+@given(shape=_SHAPED, before=st.integers(0, 5_000), max_length=st.integers(64, 4_096), as_repr=st.booleans())
+def test_fuzz_a_secret_anywhere_near_the_cut_never_leaks(shape: str, before: int, max_length: int,
+                                                         as_repr: bool) -> None:
+    secret = "Q" * 12 + "0123456789abcdefQQ"  # long enough for every shape; 12 Qs never appear elsewhere
+    text = "w " * (before // 2) + shape.format(secret) + " end" * 50
+
+    class Holder:
+        def __repr__(self) -> str:
+            return text
+
+    out, _ = dumps_attribute({"note": Holder() if as_repr else text}, max_length)
+    strict_json(out)
+    assert "QQQQQQQQQQQQ0123" not in out and "0123456789abcdef" not in out
