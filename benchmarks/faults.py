@@ -1,4 +1,4 @@
-"""Case 12: a collector that hangs, trickles its answer or resets connections, against a healthy one.
+"""Case 13: a collector that hangs, trickles its answer or resets connections, against a healthy one.
 
 Per fault, two measurements with the real pipeline (as ``configure(collector_url=...)`` builds it, offline storage
 on, ``timeout`` 2 s so the rounds stay short):
@@ -101,7 +101,7 @@ def _paced(fn: Callable[[], object], seconds: float) -> int:
 
 def run(args: argparse.Namespace, fl: FluxLoopBench, tmp: Path, report: harness.Report,
         progress: Callable[[str], None]) -> None:
-    """Case 12 into ``report``."""
+    """Case 13 into ``report``."""
     fl.restore()
     with LocalSink() as sink:
         _fault_phase(args, fl, sink, tmp, report, progress)
@@ -116,7 +116,7 @@ def _fault_phase(args: argparse.Namespace, fl: FluxLoopBench, sink: LocalSink, t
     try:
         # Loss at DESIGN §5's rate, one fault at a time.
         for name, url in urls.items():
-            pipeline = fluxloop_pipeline(use_collector=True, collector_url=url, offline_dir=str(tmp / f"12-{name}"),
+            pipeline = fluxloop_pipeline(use_collector=True, collector_url=url, offline_dir=str(tmp / f"13-{name}"),
                                          timeout=2.0, probe_interval=1.0, forward_spool=False)
             swap_pipeline(pipeline)
             progress(f"faults: {name} collector, {RATE:,.0f} spans/s for {seconds:g} s")
@@ -128,7 +128,7 @@ def _fault_phase(args: argparse.Namespace, fl: FluxLoopBench, sink: LocalSink, t
             loss[name] = (produced, counts)
 
         # Caller time, interleaved rounds.
-        pipelines = {name: fluxloop_pipeline(use_collector=True, collector_url=url, offline_dir=str(tmp / f"12t-{name}"),
+        pipelines = {name: fluxloop_pipeline(use_collector=True, collector_url=url, offline_dir=str(tmp / f"13t-{name}"),
                                              timeout=2.0, probe_interval=1.0, forward_spool=False,
                                              max_queue_size=1_000_000)
                      for name, url in urls.items()}
@@ -140,8 +140,8 @@ def _fault_phase(args: argparse.Namespace, fl: FluxLoopBench, sink: LocalSink, t
             return lambda: pipeline.force_flush(30_000) and None
 
         call = sync_loop(fl.agent, QUERY)
-        cases = [Case(f"12{name}", f"12 collector {name}", call, prepare=use(p), finish=flush(p),
-                      ref=None if name == "healthy" else "12healthy",
+        cases = [Case(f"13{name}", f"13 collector {name}", call, prepare=use(p), finish=flush(p),
+                      ref=None if name == "healthy" else "13healthy",
                       target=Target("reference") if name == "healthy" else Target("≤ 1.05× healthy", 1.05))
                  for name, p in pipelines.items()]
         rounds = 2 if args.smoke else 11
@@ -167,12 +167,12 @@ def _fault_phase(args: argparse.Namespace, fl: FluxLoopBench, sink: LocalSink, t
         rows.append(f"| {name} | {produced:,} | {counts.get('exported', 0):,} | {counts.get('spooled', 0):,} | "
                     f"{counts.get('dropped', 0):,} | {counts.get('failed', 0):,} | {ratio_text} | {met} |")
         if name != "healthy":
-            report.verdicts.append((f"12 collector {name}: 0 lost, caller time", "0 lost; ≤ 1.05× healthy",
+            report.verdicts.append((f"13 collector {name}: 0 lost, caller time", "0 lost; ≤ 1.05× healthy",
                                     f"{lost:,} lost; {ratio_text}", "PASS" if met == "met" else "FAIL"))
     report.sections.append("\n".join([
-        "## Case 12: misbehaving collectors (offline storage on, `timeout` 2 s)", "",
+        "## Case 13: misbehaving collectors (offline storage on, `timeout` 2 s)", "",
         f"Loss: one producer at {RATE:,.0f} spans/s for {seconds:g} s, then a flush. Caller time: {rounds} "
         "interleaved rounds of case 3's agent flat out, median per call, as a ratio to the healthy collector.", "",
         "| collector | produced | delivered | spooled | dropped | failed | caller time vs healthy | target |",
         "|---|---:|---:|---:|---:|---:|---:|---|", *rows, "",
-        harness.table(results, ratio_header="ratio vs healthy", main_ref="12healthy")]))
+        harness.table(results, ratio_header="ratio vs healthy", main_ref="13healthy")]))

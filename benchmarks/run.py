@@ -1,7 +1,8 @@
 """Command line of the harness: runs the phases, prints the markdown report (tables + machine) to stdout.
 
 Phases: ``micro`` (cases 1-8, plus the peers with ``--peers``), ``collector`` (case 9), ``throughput`` (case 10),
-``memory`` (case 11), ``faults`` (case 12: hung, trickling, resetting collectors), ``import`` (``import fluxloop`` vs ``import opentelemetry.sdk.trace``). ``--smoke`` makes everything tiny: it checks that every case runs, its numbers mean nothing.
+``memory`` (case 11), ``import`` (``import fluxloop`` vs ``import opentelemetry.sdk.trace``), ``large`` (case 12, a
+4 MB argument), ``faults`` (case 13: hung, trickling, resetting collectors). ``--smoke`` makes everything tiny: it checks that every case runs, its numbers mean nothing.
 Progress goes to stderr, the report to stdout.
 """
 
@@ -15,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import export_phases, faults, harness, import_cost
+from benchmarks import export_phases, faults, harness, import_cost, large_input, span_bytes
 from benchmarks.cases_fluxloop import FluxLoopBench, swap_pipeline
 from benchmarks.workload import RawOtel, core_reference_cases
 
-PHASES = ("micro", "collector", "throughput", "memory", "faults", "import")
+PHASES = ("micro", "collector", "throughput", "memory", "import", "large", "faults")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -102,12 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         fl = FluxLoopBench(tmp / "micro-files")
         if "micro" in args.phases:
             peer_dists = micro_phase(args, fl, report)
+            report.sections.append(span_bytes.section())  # sizes, not times: one turn is enough
         if any(p in args.phases for p in ("collector", "throughput", "memory")):
             export_phases.run(args, fl, tmp, report, _progress)
         if "faults" in args.phases:
             faults.run(args, fl, tmp, report, _progress)
         if "import" in args.phases:
             import_cost.run(5, report, _progress)
+        if "large" in args.phases:
+            large_input.run(args, tmp / "large-files", report, _progress)
     finally:
         old = swap_pipeline(None)
         if old is not None:

@@ -7,8 +7,6 @@ import json
 import types
 from pathlib import Path
 
-import pytest
-
 import fluxloop
 from fluxloop import _runtime
 
@@ -107,8 +105,6 @@ def test_a_plain_object_is_a_repr_marker(tmp_path: Path) -> None:
     assert kwargs["when"] == "<repr:b'\\x00'>"
 
 
-@pytest.mark.xfail(strict=True, reason="the masking rule (counts are not secrets) is fixed in _masking.py on the "
-                   "LLM-clients branch (issue 15); remove this mark when it is merged")
 def test_max_tokens_is_a_count_not_a_secret_and_round_trips(tmp_path: Path) -> None:
     """Counts are not secrets (DESIGN §4). The masking rule itself belongs to the LLM-clients work (_masking.py)."""
     path = tmp_path / "args.jsonl"

@@ -69,7 +69,7 @@ def _traces(spans: list[Span]) -> dict[str, list[Span]]:
 
 
 def _input(span: Span) -> dict:
-    return strict_json(span.attributes["fluxloop.input"])
+    return strict_json(span.attributes["input.value"])
 
 
 def test_16_threads_of_1000_nested_calls_build_correct_trees(offline_dir: Path, stats: StatsSince,
