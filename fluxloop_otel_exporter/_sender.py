@@ -29,10 +29,7 @@ _logger = logging.getLogger("fluxloop.exporter")
 _ABORT_SHARE = 0.8
 _STORE_GRACE = 0.5  # how long shutdown waits, past its budget, for a spool write the sender thread is doing
 _RECHECK = 0.01  # seconds between looks at the batcher's backlog while waiting for the sender
-
-
-def _always() -> bool:
-    return True  # of a shutdown budget waited for the request in flight before its connection is closed
+  # of a shutdown budget waited for the request in flight before its connection is closed
 
 
 class _Batch:
@@ -63,7 +60,7 @@ class CollectorSender:
         #: How long a request may be in flight before the batches behind it go to disk instead of waiting.
         self.spill_after = min(max(timeout / 4, 0.05), 1.0)
         #: Whether the batcher can afford to wait for the sender (set by a processor that knows its queue).
-        self.backlog_ok: Callable[[], bool] = _always
+        self.backlog_ok: Callable[[], bool] | None = None
         self._stopping = False
         self._init_process_state()
 
@@ -96,9 +93,10 @@ class CollectorSender:
     def offer(self, spans: Sequence[ReadableSpan], body: bytes) -> bool:
         """Queue ``body`` for delivery; False when the sender cannot take it in time (the caller spools it).
 
-        While the sender is full, the caller waits for room as long as the request in flight is younger than
-        ``spill_after`` seconds and ``backlog_ok()`` (the batcher's queue has room to spare) holds: a collector that
-        answers keeps getting everything, one that does not costs the caller's queue nothing.
+        While the sender is full, the caller waits for room as long as ``backlog_ok()`` holds (FluxLoop's batcher:
+        its queue is less than half full) or, without it (another processor), while the request in flight is
+        younger than ``spill_after`` seconds: a collector that answers keeps getting everything, one that does not
+        costs the caller's queue nothing.
         """
         with self._lock:
             while True:
@@ -110,9 +108,11 @@ class CollectorSender:
                         return False
                 if len(self._inbox) + (self._in_flight is not None) < self._max_pending:
                     break
-                started = self._in_flight_since
-                if (started is not None and self._clock.monotonic() - started >= self.spill_after) or \
-                        not self.backlog_ok():
+                if self.backlog_ok is not None:  # the batcher says how long it can wait: its queue's fill
+                    if not self.backlog_ok():
+                        return False
+                elif (started := self._in_flight_since) is not None and \
+                        self._clock.monotonic() - started >= self.spill_after:
                     return False
                 self._clock.wait(self._changed, _RECHECK)
             if self._down:  # this batch probes; the next ones spool until it answers
