@@ -366,3 +366,18 @@ def test_progress_bar_only_on_a_terminal(many_lines: Artifacts, sink: OtlpSink) 
         sink2.close()
     assert piped.returncode == 0
     assert piped.stderr == "" and "\r" not in piped.stdout
+
+
+def test_a_state_of_the_previous_format_is_honoured(cli, many_lines: Artifacts, sink: OtlpSink) -> None:
+    # An artifact delivered by an earlier version (line numbers in <artifact>.delivered.json) is not sent again.
+    [artifact] = many_lines.files
+    lines = artifact.read_bytes().splitlines()
+    sent_before = {span["spanId"] for line in lines[:25] for rs in json.loads(line)["resourceSpans"]
+                   for ss in rs["scopeSpans"] for span in ss["spans"]}
+    legacy = {"version": 1, "artifact": artifact.name,
+              "destinations": {f"{sink.url}/v1/traces": {"line": 25, "spans": 25, "complete": None}}}
+    artifact.with_name(artifact.name + ".delivered.json").write_text(json.dumps(legacy))
+    result = _upload(cli, many_lines.directory, sink, "--json")
+    assert result.code == 0 and json.loads(result.out)["spans"] == 15
+    assert set(_acked_span_ids(sink)) == many_lines.span_ids() - sent_before
+    assert json.loads(_upload(cli, many_lines.directory, sink, "--json").out)["spans"] == 0
