@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextvars
 import datetime as _dt
 import os
+import random
+import re
 import sys
 import tempfile
 import threading
@@ -55,6 +57,11 @@ try:  # POSIX record locks: per process (forked children included), released by 
     _LOCK_EX, _LOCK_UN = fcntl.LOCK_EX, fcntl.LOCK_UN
 except ImportError:  # pragma: no cover - Windows: O_APPEND alone
     _lockf, _LOCK_EX, _LOCK_UN = None, 0, 0
+#: A writer catching up with other processes' records reads at most this much of what they appended.
+MAX_CATCH_UP_BYTES: Final = 8 * 1024 * 1024
+#: The start of a record line (FluxLoop's or the original's): its iteration and target, looked for in its head.
+_LINE_HEAD: Final = re.compile(rb'\{"_version":\s*"1",\s*"iteration":\s*(\d+),\s*"target":\s*("(?:[^"\\]|\\.)*")')
+_LINE_HEAD_BYTES: Final = 4096
 _FILE_MODE: Final = 0o600  # recordings hold call arguments: readable by their owner only
 _DEFAULT_DIR: Final = "/tmp"
 
@@ -85,15 +92,24 @@ def function_name(target: str) -> str:
 
 
 class _Scope:
-    """One running ``@agent`` call whose automatic record is on disk."""
+    """One running ``@agent`` call whose automatic record is on disk; ``ids`` is the call's identity in the file
+    (its ``trace_id``/``span_id`` keys), which an explicit record for the call made anywhere inside it shares."""
 
-    __slots__ = ("function", "iteration", "parent", "superseded")
+    __slots__ = ("function", "ids", "iteration", "parent", "superseded")
 
-    def __init__(self, function: str, iteration: int, parent: _Scope | None) -> None:
+    def __init__(self, function: str, iteration: int, ids: bytes, parent: _Scope | None) -> None:
         self.function = function
         self.iteration = iteration
+        self.ids = ids
         self.parent = parent
         self.superseded = False
+
+    def owner(self, function: str) -> _Scope | None:
+        """The innermost running call (this one or an enclosing one) of ``function``, if any."""
+        scope: _Scope | None = self
+        while scope is not None and scope.function != function:
+            scope = scope.parent
+        return scope
 
 
 _SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("fluxloop_recording_scope", default=None)
@@ -121,11 +137,27 @@ def _importable(target: str) -> str:
     return name + target[len("__main__"):]
 
 
-def _ids(span_context: SpanContext | None) -> bytes:
+def _ids(trace_id: int, span_id: int) -> bytes:
+    return (b',"trace_id":"' + trace.format_trace_id(trace_id).encode()
+            + b'","span_id":"' + trace.format_span_id(span_id).encode() + b'"')
+
+
+def _span_ids(span_context: SpanContext | None) -> bytes:
+    """The ids of a valid span context; nothing for none."""
     if span_context is None or not span_context.is_valid:
         return b""
-    return (b',"trace_id":"' + trace.format_trace_id(span_context.trace_id).encode()
-            + b'","span_id":"' + trace.format_span_id(span_context.span_id).encode() + b'"')
+    return _ids(span_context.trace_id, span_context.span_id)
+
+
+def _call_ids(span_context: SpanContext | None) -> bytes:
+    """An ``@agent`` call's identity: its span's ids, or for a call without a span (not sampled) ids made the
+    way the SDK makes them for a non-recording span (the parent's trace, a random span id): every call has one,
+    so its own explicit record can supersede its automatic one, sampled or not."""
+    if span_context is not None and span_context.is_valid:
+        return _ids(span_context.trace_id, span_context.span_id)
+    parent = trace.get_current_span().get_span_context()
+    trace_id = parent.trace_id if parent.is_valid else random.getrandbits(128) or 1
+    return _ids(trace_id, random.getrandbits(64) or 1)
 
 
 class Recorder:
@@ -146,6 +178,7 @@ class Recorder:
         self._auto_increment = True
         self._next: dict[str, int] = {}
         self._clean_size = -1  # file size right after our last write (ends with our newline)
+        self._known = -1  # the file up to here is counted in _next (kept across fork: the child knows it too)
         self.written = 0
         self.failed = 0
         self.truncated = 0
@@ -200,6 +233,7 @@ class Recorder:
             self._close_locked()
             self.active = False
             self._next.clear()
+            self._known = -1
             self._auto_increment = True
             self._default = None
             self._masker = DEFAULT_MASKER
@@ -230,12 +264,16 @@ class Recorder:
         try:
             target = _importable(target)
             scope = _SCOPE.get()
+            owner = scope.owner(function_name(target)) if scope is not None else None
             reuse = None
-            if scope is not None and not scope.superseded and scope.function == function_name(target):
-                scope.superseded = True  # this call records itself: its record replaces the automatic one
+            if owner is not None and not owner.superseded:
+                owner.superseded = True  # the call records itself: this record replaces the automatic one
+                ids = owner.ids  # the call's identity, even inside nested spans or without a span
                 if iteration is None:
-                    reuse = scope.iteration
-            self._write_record(target, iteration, reuse, kwargs, trace.get_current_span().get_span_context())
+                    reuse = owner.iteration
+            else:
+                ids = _span_ids(trace.get_current_span().get_span_context())
+            self._write_record(target, iteration, reuse, kwargs, ids)
         except Exception as exc:
             report("recording-internal", "recording failed (the call itself is unaffected): %r", exc)
 
@@ -245,10 +283,11 @@ class Recorder:
         if not self.active or _SUPPRESSED.get():
             return None
         try:
-            number = self._write_record(_importable(target), None, None, arguments, span_context)
+            ids = _call_ids(span_context)
+            number = self._write_record(_importable(target), None, None, arguments, ids)
             if number is None:
                 return None
-            scope = _Scope(function_name(target), number, _SCOPE.get())
+            scope = _Scope(function_name(target), number, ids, _SCOPE.get())
             return _SCOPE.set(scope), scope
         except Exception as exc:
             report("recording-internal", "recording failed (the call itself is unaffected): %r", exc)
@@ -283,12 +322,12 @@ class Recorder:
         return text
 
     def _write_record(self, target: str, iteration: int | None, reuse: int | None, kwargs: Mapping[str, Any],
-                      span_context: SpanContext | None) -> int | None:
+                      ids: bytes) -> int | None:
         """Serialize (outside the lock), number and write one record; its iteration, or None if not written."""
         head = b'{"_version":"' + RECORD_VERSION.encode() + b'","iteration":'
         tail = (b',"target":' + orjson.dumps(target) + b',"kwargs":' + self._kwargs_json(kwargs)
                 + b',"timestamp":"' + _dt.datetime.now(_dt.timezone.utc).isoformat().encode() + b'"'
-                + _ids(span_context) + b"}\n")
+                + ids + b"}\n")
         if iteration is not None and (isinstance(iteration, bool) or not isinstance(iteration, int)
                                       or iteration < 0):
             report("recording-iteration", "record_call_args(): iteration must be an int >= 0, got %r; "
@@ -300,17 +339,41 @@ class Recorder:
             fd = self._fd if self._fd is not None else self._open_locked()
             if fd is None:
                 return None
-            if reuse is not None:
-                number = reuse
-                if self._auto_increment:
-                    self._next[target] = max(self._next.get(target, 0), reuse + 1)
-            elif not self._auto_increment:
-                number = iteration if iteration is not None else 0
-            else:
-                number = self._next.get(target, 0) if iteration is None else iteration
-                self._next[target] = number + 1
-            self._append_locked(fd, head + str(number).encode() + tail)
-            return number
+            return self._append_locked(fd, head, tail, target, iteration, reuse)
+
+    def _number_locked(self, target: str, iteration: int | None, reuse: int | None) -> int:
+        """The record's iteration; counting continues after it."""
+        if reuse is not None:
+            if self._auto_increment:
+                self._next[target] = max(self._next.get(target, 0), reuse + 1)
+            return reuse
+        if not self._auto_increment:
+            return iteration if iteration is not None else 0
+        number = self._next.get(target, 0) if iteration is None else iteration
+        self._next[target] = number + 1
+        return number
+
+    def _catch_up_locked(self, fd: int, size: int) -> None:
+        """Count the records other processes appended since this one last looked (``_known``), so numbers stay
+        unique per target among processes sharing the file: each continues after the highest number it has
+        seen. Reads at most :data:`MAX_CATCH_UP_BYTES` (the newest); nothing when no one else wrote."""
+        known, self._known = self._known, size
+        if known < 0 or known >= size:  # first look at this file (or it shrank): its earlier content is not ours
+            return
+        start = max(known, size - MAX_CATCH_UP_BYTES)
+        data = os.pread(fd, size - start, start)
+        if start > known:  # began mid-line: skip to the next whole line
+            data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+        for line in data.split(b"\n"):
+            found = _LINE_HEAD.match(line, 0, _LINE_HEAD_BYTES)
+            if found is None:
+                continue
+            try:
+                other = orjson.loads(found.group(2))
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(other, str):
+                self._next[other] = max(self._next.get(other, 0), int(found.group(1)) + 1)
 
     def _lock_end(self, fd: int) -> tuple[int, int]:
         """Lock the file against other processes (its end is checked and appended to as one step) and return the
@@ -324,22 +387,28 @@ class Recorder:
             _lockf(fd, _LOCK_UN)
         new = open_append(self._path)
         os.close(fd)
-        self._fd, self._clean_size = new, -1
+        self._fd, self._clean_size, self._known = new, -1, -1
         if _lockf is not None:
             _lockf(new, _LOCK_EX)
         return new, os.fstat(new).st_size
 
-    def _append_locked(self, fd: int, line: bytes) -> None:
+    def _append_locked(self, fd: int, head: bytes, tail: bytes, target: str, iteration: int | None,
+                       reuse: int | None) -> int:
+        """Under the file lock: catch up with other writers, number the record and append it; its number."""
         locked: int | None = None
+        number: int | None = None
         try:
             fd, size = self._lock_end(fd)
             locked = fd if _lockf is not None else None
+            self._catch_up_locked(fd, size)
+            number = self._number_locked(target, iteration, reuse)
+            line = head + str(number).encode() + tail
             if size != self._clean_size and size > 0 and os.pread(fd, 1, size - 1) != b"\n":
                 line = b"\n" + line  # a torn line from a killed writer: end it, so it cannot swallow ours
             data = line
             while data:  # a regular file takes the whole line at once; a short write is completed
                 data = data[self._write(fd, data):]
-            self._clean_size = size + len(line)
+            self._clean_size = self._known = size + len(line)
             self.written += 1
         except Exception as exc:
             self.failed += 1
@@ -352,6 +421,7 @@ class Recorder:
                     _lockf(locked, _LOCK_UN)
                 except OSError:
                     pass
+        return number if number is not None else self._number_locked(target, iteration, reuse)
 
     def _open_locked(self) -> int | None:
         if self._fd is not None or self._path is None:
@@ -363,7 +433,7 @@ class Recorder:
             report("recording-open", "cannot open recording file %s (option recording_file): %s; recording is off",
                    self._path, exc)
             return None
-        self._clean_size = -1
+        self._clean_size = self._known = -1
         return self._fd
 
     def _close_locked(self) -> None:
