@@ -15,9 +15,13 @@ Line format (DESIGN §4, the seed's line plus optional ids)::
     {"_version":"1","iteration":0,"target":"pkg.mod:Class.method","kwargs":{...},"timestamp":"...",
      "trace_id":"4bf9...","span_id":"00f0..."}
 
-An explicit ``record_call_args`` inside an automatically recorded ``@agent`` call of the same function reuses
-the automatic record's iteration number and carries its span: a reader (``fluxloop.replay``) takes the later
-record in place of the first record of that span when function name and iteration match.
+An explicit ``record_call_args`` made anywhere inside an automatically recorded ``@agent`` call of the same
+function reuses the automatic record's iteration number and carries the call's ids (its span's, or generated
+for an unsampled call): a reader (``fluxloop.replay``) takes the later record in place of the first record of
+those ids when function name and iteration match.
+
+Iterations are numbered under the file lock (``fluxloop._record_numbers``), so a process and the processes it
+forks never repeat a target's number.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import contextvars
 import datetime as _dt
 import os
 import random
-import re
 import sys
 import tempfile
 import threading
@@ -40,6 +43,7 @@ from opentelemetry.trace import SpanContext
 
 from fluxloop._errors import report
 from fluxloop._masking import DEFAULT_MASKER, Masker
+from fluxloop._record_numbers import Numbering
 from fluxloop._serialize import dumps_bounded
 
 RECORD_VERSION: Final = "1"
@@ -57,11 +61,6 @@ try:  # POSIX record locks: per process (forked children included), released by 
     _LOCK_EX, _LOCK_UN = fcntl.LOCK_EX, fcntl.LOCK_UN
 except ImportError:  # pragma: no cover - Windows: O_APPEND alone
     _lockf, _LOCK_EX, _LOCK_UN = None, 0, 0
-#: A writer catching up with other processes' records reads at most this much of what they appended.
-MAX_CATCH_UP_BYTES: Final = 8 * 1024 * 1024
-#: The start of a record line (FluxLoop's or the original's): its iteration and target, looked for in its head.
-_LINE_HEAD: Final = re.compile(rb'\{"_version":\s*"1",\s*"iteration":\s*(\d+),\s*"target":\s*("(?:[^"\\]|\\.)*")')
-_LINE_HEAD_BYTES: Final = 4096
 _FILE_MODE: Final = 0o600  # recordings hold call arguments: readable by their owner only
 _DEFAULT_DIR: Final = "/tmp"
 
@@ -175,10 +174,8 @@ class Recorder:
         self._fd: int | None = None
         self._default: str | None = None  # the timestamped default file, kept until reset()
         self._masker: Masker = DEFAULT_MASKER
-        self._auto_increment = True
-        self._next: dict[str, int] = {}
+        self._numbers = Numbering()
         self._clean_size = -1  # file size right after our last write (ends with our newline)
-        self._known = -1  # the file up to here is counted in _next (kept across fork: the child knows it too)
         self.written = 0
         self.failed = 0
         self.truncated = 0
@@ -225,16 +222,14 @@ class Recorder:
         """See :func:`fluxloop.set_recording_options`."""
         if iteration_auto_increment is not None:
             with self._lock:
-                self._auto_increment = bool(iteration_auto_increment)
+                self._numbers.auto_increment = bool(iteration_auto_increment)
 
     def reset(self) -> None:
         """``reset_config()``: close the file, forget numbering, options, masker and the default file name."""
         with self._lock:
             self._close_locked()
             self.active = False
-            self._next.clear()
-            self._known = -1
-            self._auto_increment = True
+            self._numbers.reset()
             self._default = None
             self._masker = DEFAULT_MASKER
             self.written = self.failed = self.truncated = 0
@@ -341,40 +336,6 @@ class Recorder:
                 return None
             return self._append_locked(fd, head, tail, target, iteration, reuse)
 
-    def _number_locked(self, target: str, iteration: int | None, reuse: int | None) -> int:
-        """The record's iteration; counting continues after it."""
-        if reuse is not None:
-            if self._auto_increment:
-                self._next[target] = max(self._next.get(target, 0), reuse + 1)
-            return reuse
-        if not self._auto_increment:
-            return iteration if iteration is not None else 0
-        number = self._next.get(target, 0) if iteration is None else iteration
-        self._next[target] = number + 1
-        return number
-
-    def _catch_up_locked(self, fd: int, size: int) -> None:
-        """Count the records other processes appended since this one last looked (``_known``), so numbers stay
-        unique per target among processes sharing the file: each continues after the highest number it has
-        seen. Reads at most :data:`MAX_CATCH_UP_BYTES` (the newest); nothing when no one else wrote."""
-        known, self._known = self._known, size
-        if known < 0 or known >= size:  # first look at this file (or it shrank): its earlier content is not ours
-            return
-        start = max(known, size - MAX_CATCH_UP_BYTES)
-        data = os.pread(fd, size - start, start)
-        if start > known:  # began mid-line: skip to the next whole line
-            data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
-        for line in data.split(b"\n"):
-            found = _LINE_HEAD.match(line, 0, _LINE_HEAD_BYTES)
-            if found is None:
-                continue
-            try:
-                other = orjson.loads(found.group(2))
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(other, str):
-                self._next[other] = max(self._next.get(other, 0), int(found.group(1)) + 1)
-
     def _lock_end(self, fd: int) -> tuple[int, int]:
         """Lock the file against other processes (its end is checked and appended to as one step) and return the
         descriptor and the file's size. A file deleted since it was opened is created again at its path."""
@@ -387,7 +348,8 @@ class Recorder:
             _lockf(fd, _LOCK_UN)
         new = open_append(self._path)
         os.close(fd)
-        self._fd, self._clean_size, self._known = new, -1, -1
+        self._fd, self._clean_size = new, -1
+        self._numbers.new_file()
         if _lockf is not None:
             _lockf(new, _LOCK_EX)
         return new, os.fstat(new).st_size
@@ -400,15 +362,16 @@ class Recorder:
         try:
             fd, size = self._lock_end(fd)
             locked = fd if _lockf is not None else None
-            self._catch_up_locked(fd, size)
-            number = self._number_locked(target, iteration, reuse)
+            self._numbers.catch_up(fd, size)
+            number = self._numbers.take(target, iteration, reuse)
             line = head + str(number).encode() + tail
             if size != self._clean_size and size > 0 and os.pread(fd, 1, size - 1) != b"\n":
                 line = b"\n" + line  # a torn line from a killed writer: end it, so it cannot swallow ours
             data = line
             while data:  # a regular file takes the whole line at once; a short write is completed
                 data = data[self._write(fd, data):]
-            self._clean_size = self._known = size + len(line)
+            self._clean_size = size + len(line)
+            self._numbers.wrote(self._clean_size)
             self.written += 1
         except Exception as exc:
             self.failed += 1
@@ -421,7 +384,7 @@ class Recorder:
                     _lockf(locked, _LOCK_UN)
                 except OSError:
                     pass
-        return number if number is not None else self._number_locked(target, iteration, reuse)
+        return number if number is not None else self._numbers.take(target, iteration, reuse)
 
     def _open_locked(self) -> int | None:
         if self._fd is not None or self._path is None:
@@ -433,7 +396,8 @@ class Recorder:
             report("recording-open", "cannot open recording file %s (option recording_file): %s; recording is off",
                    self._path, exc)
             return None
-        self._clean_size = self._known = -1
+        self._clean_size = -1
+        self._numbers.new_file()
         return self._fd
 
     def _close_locked(self) -> None:
