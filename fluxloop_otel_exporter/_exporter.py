@@ -166,7 +166,8 @@ class FluxLoopSpanExporter(SpanExporter):
                     return SpanExportResult.SUCCESS
                 self.counters.add(failed=count)
                 return SpanExportResult.FAILURE
-            if not self._shutdown:
+            # Encode for the sender only when it may take the batch: a batch bound for the spool is encoded once.
+            if not self._shutdown and self._sender.may_take():
                 if self._sender.offer(spans, self._encoder.encode(spans)):
                     return SpanExportResult.SUCCESS
             return self._spool(spans, count)

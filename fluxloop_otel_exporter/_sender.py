@@ -90,6 +90,19 @@ class CollectorSender:
     def collector_available(self) -> bool:
         return not self._down
 
+    def may_take(self) -> bool:
+        """A cheap look before encoding: False when :meth:`offer` would refuse now (the caller spools at once)."""
+        if self._stopping or self._pid != os.getpid():
+            return False
+        if self._down and self._clock.monotonic() < self._next_probe:
+            return False
+        if len(self._inbox) + (self._in_flight is not None) < self._max_pending:
+            return True
+        if self.backlog_ok is not None:
+            return self.backlog_ok()
+        started = self._in_flight_since
+        return started is None or self._clock.monotonic() - started < self.spill_after
+
     def offer(self, spans: Sequence[ReadableSpan], body: bytes) -> bool:
         """Queue ``body`` for delivery; False when the sender cannot take it in time (the caller spools it).
 
