@@ -198,17 +198,24 @@ def test_collector_down_10s_at_2000_spans_per_s_loses_nothing(spawn: Callable[..
     assert stats["spooled"] + stats["exported"] == 22_000
 
     on_disk = assert_each_once(offline_spans(offline_dir))
-    live = assert_each_once(delivered_spans(late_collector.sink))  # live, and forwarded from the spool: each once
+    arrived = delivered_spans(late_collector.sink)  # live, and forwarded from the spool
+    live = {s.span_id: s for s in arrived}
+    # Each span once, except the documented at-least-once window: a request that timed out or was cut off at exit
+    # after the collector stored it is sent again from the spool. Such a repeat is always a spooled span's.
+    repeated = {sid for sid, n in Counter(s.span_id for s in arrived).items() if n > 1}
+    assert repeated <= on_disk.keys()
     everything = {**on_disk, **live}
     assert Counter(s.name for s in everything.values()) == {"down": 20_000, "up": 2_000}
     # The outage is on disk, except what was still queued when the collector came back.
     assert Counter(s.name for s in on_disk.values())["down"] > 0
     assert Counter(s.name for s in live.values())["up"] > 0  # the breaker closed again: live delivery resumed
 
-    # Whatever the forwarder has not sent yet, `fluxloop upload` sends; together, each span once.
+    # Whatever the forwarder has not sent yet, `fluxloop upload` sends (what the forwarder recorded, it skips):
+    # every span arrives. Upload's exactly-once is tested on its own (tests/cli/test_upload.py).
     capsys.readouterr()
     assert cli(["upload", "--dir", str(offline_dir), "--collector-url", late_collector.url]) == 0
-    assert assert_each_once(delivered_spans(late_collector.sink)).keys() == everything.keys()
+    assert {s.span_id for s in delivered_spans(late_collector.sink)} == everything.keys()
+    figure("repeated_in_the_at_least_once_window", len(repeated))
 
     figure("outage_s", round(down["seconds"], 2))
     figure("spooled", stats["spooled"])
