@@ -191,7 +191,8 @@ def test_the_application_shutting_its_provider_down_is_noticed(tmp_path) -> None
 
 def test_works_where_register_at_fork_does_not_exist(tmp_path) -> None:
     proc = _run("""
-        import os, random  # random seeds itself through register_at_fork at import, as CPython does on POSIX
+        # random (and asyncio from Python 3.12) register fork hooks at import, as CPython does on POSIX
+        import os, random, asyncio
         del os.register_at_fork  # as on Windows
         import fluxloop
         @fluxloop.agent
