@@ -2,7 +2,7 @@
 
 Phases: ``micro`` (cases 1-8, plus the peers with ``--peers``), ``collector`` (case 9), ``throughput`` (case 10),
 ``memory`` (case 11), ``import`` (``import fluxloop`` vs ``import opentelemetry.sdk.trace``), ``large`` (case 12, a
-4 MB argument). ``--smoke`` makes everything tiny: it checks that every case runs, its numbers mean nothing.
+4 MB argument), ``faults`` (case 13: hung, trickling, resetting collectors). ``--smoke`` makes everything tiny: it checks that every case runs, its numbers mean nothing.
 Progress goes to stderr, the report to stdout.
 """
 
@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import export_phases, harness, import_cost, large_input, span_bytes
+from benchmarks import export_phases, faults, harness, import_cost, large_input, span_bytes
 from benchmarks.cases_fluxloop import FluxLoopBench, swap_pipeline
 from benchmarks.workload import RawOtel, core_reference_cases
 
-PHASES = ("micro", "collector", "throughput", "memory", "import", "large")
+PHASES = ("micro", "collector", "throughput", "memory", "import", "large", "faults")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             report.sections.append(span_bytes.section())  # sizes, not times: one turn is enough
         if any(p in args.phases for p in ("collector", "throughput", "memory")):
             export_phases.run(args, fl, tmp, report, _progress)
+        if "faults" in args.phases:
+            faults.run(args, fl, tmp, report, _progress)
         if "import" in args.phases:
             import_cost.run(5, report, _progress)
         if "large" in args.phases:
