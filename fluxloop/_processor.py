@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 _logger = logging.getLogger("fluxloop")
 
 DROP_REPORT_INTERVAL = 60.0
+_LAST_BATCH_GRACE = 0.5  # seconds shutdown waits, past its budget, for the batch the worker holds
 
 
 def _takes_deadline(exporter: SpanExporter) -> TypeGuard[FluxLoopSpanExporter]:  # noqa: D401
@@ -170,6 +171,11 @@ class FluxLoopSpanProcessor(SpanProcessor):
                 self._exporter.shutdown()
         except Exception:  # pragma: no cover - exporter bug
             _logger.exception("fluxloop: exporter shutdown failed")
+        if worker is not None and worker is not threading.current_thread() and worker.is_alive():
+            # The worker may still hold a batch it took before the budget ran out. The exporter is stopped now, so
+            # that batch is spooled (or counted failed) in milliseconds: wait that long, so that get_stats() right
+            # after shutdown() accounts for every span.
+            worker.join(_LAST_BATCH_GRACE)
         while self._queue:  # a span appended by a thread that checked just before shutdown began: still spooled
             self._export_batch(self._queue)
         self._report_drops()

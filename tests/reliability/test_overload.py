@@ -106,8 +106,11 @@ before = rss()
 burst(0, 10_000)  # fills the queue (2,048 spans): from here on every new span is dropped
 filled = rss()
 worst = burst(10_000, 50_000)
+settled = rss()  # the queue, the sender's two batches and the spool's write buffers are all in use by now
+worst = max(worst, burst(60_000, 50_000))
 after = rss()
-print("RESULT", json.dumps({"before": before, "filled": filled, "after": after, "worst_call_s": worst,
+print("RESULT", json.dumps({"before": before, "filled": filled, "settled": settled, "after": after,
+                            "worst_call_s": worst,
                             "stats": fluxloop.get_stats()}), flush=True)
 os._exit(0)  # the worker is stuck for 30 s by design; this test is about memory, not exit
 """
@@ -120,11 +123,14 @@ def test_memory_stays_bounded_under_overload(spawn: Callable[..., Child], silent
     assert child.wait(10) == 0
     mib = 1024 * 1024
     growth = result["after"] - result["filled"]
-    # 50,000 more spans of 8 KiB input each would hold > 400 MiB if they were kept; the queue holds 2,048.
-    assert growth < 16 * mib, result
+    # 100,000 more spans of 8 KiB input each would hold > 800 MiB if they were kept. What is held is bounded: the
+    # queue (2,048 spans), the sender's batch in flight and the one waiting, the spool's buffer for one batch.
+    assert growth < 64 * mib, result
+    # ... and once those are in use, 50,000 more spans add nothing that lasts (allocator noise only).
+    assert result["after"] - result["settled"] < 16 * mib, result
     # The stuck sender's backlog goes to disk; what the disk cannot take as fast as the burst comes is dropped.
     counts = result["stats"]
-    assert counts["dropped"] + counts["spooled"] + counts["queued"] >= 60_000 - 512  # (a batch in the worker's hands)
+    assert counts["dropped"] + counts["spooled"] + counts["queued"] >= 110_000 - 512  # (a batch in the worker's hands)
     figure("worst_call_ms", round(result["worst_call_s"] * 1e3, 2))
     figure("rss_filled_mib", round(result["filled"] / mib, 1))
     figure("rss_growth_over_50k_more_spans_mib", round(growth / mib, 2))
