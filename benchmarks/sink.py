@@ -3,7 +3,8 @@
 It runs in a child process so that receiving spans does not compete with the measured process for its GIL
 (the machine has two cores: one for the bench, one for the sink). It reads each request body whole and
 answers with an empty ``ExportTraceServiceResponse`` (zero bytes of protobuf), keeping connections alive.
-With ``--count-spans`` it also decodes each body after answering and counts the spans it held.
+With ``--count-spans`` it also keeps each body and, when it stops, decodes them all and counts their spans
+(after the run, so that decoding never competes with the measured process for the CPU).
 It stops by itself when its standard input closes (the parent exited) or after ``--max-seconds``.
 
 Run by :class:`LocalSink`; by hand: ``python benchmarks/sink.py`` prints the port, Ctrl-D stops it.
@@ -44,11 +45,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
         self.end_headers()
-        if counting:  # after answering: the client does not wait for it
-            self.wfile.flush()
-            spans = _count_spans(b"".join(chunks), self.headers.get("Content-Encoding") == "gzip")
+        if counting:
+            body = (b"".join(chunks), self.headers.get("Content-Encoding") == "gzip")
             with server.lock:  # type: ignore[attr-defined]
-                server.spans += spans  # type: ignore[attr-defined]
+                server.bodies.append(body)  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base class
         return None
@@ -64,7 +64,7 @@ def serve(max_seconds: float, count_spans: bool = False) -> None:
     server.daemon_threads = True
     server.lock = threading.Lock()  # type: ignore[attr-defined]
     server.requests = 0  # type: ignore[attr-defined]
-    server.spans = 0  # type: ignore[attr-defined]
+    server.bodies = []  # type: ignore[attr-defined]
     server.count_spans = count_spans  # type: ignore[attr-defined]
     print(server.server_address[1], flush=True)
 
@@ -83,7 +83,8 @@ def serve(max_seconds: float, count_spans: bool = False) -> None:
         server.server_close()
         print(f"requests={server.requests}", flush=True)  # type: ignore[attr-defined]
         if count_spans:
-            print(f"spans={server.spans}", flush=True)  # type: ignore[attr-defined]
+            spans = sum(_count_spans(body, gzipped) for body, gzipped in server.bodies)  # type: ignore[attr-defined]
+            print(f"spans={spans}", flush=True)
 
 
 class LocalSink:
@@ -104,6 +105,7 @@ class LocalSink:
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests: int | None = None
         self.spans: int | None = None
+        self._count_spans = count_spans
 
     def close(self) -> None:
         """Stop the child and read how many requests it answered."""
@@ -111,7 +113,7 @@ class LocalSink:
         if proc.stdin is not None and not proc.stdin.closed:
             proc.stdin.close()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=120 if self._count_spans else 10)  # counting decodes every body first
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
