@@ -40,6 +40,12 @@ _KINDS = {"SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER
 _CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _SPECIAL_DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
+# Encodings of keys and of short (key, string) attributes, bounded; each operation is atomic under the GIL.
+_CACHE_MAX = 4096
+_CACHED_TEXT_MAX_LEN = 64
+_KEY_CACHE: dict[str, bytes] = {}
+_PAIR_CACHE: dict[tuple[str, str], bytes] = {}
+
 # The keys each message may have in the OTLP/JSON form this writer handles (lowerCamelCase, as written).
 _REQUEST_KEYS = frozenset({"resourceSpans"})
 _RESOURCE_SPANS_KEYS = frozenset({"resource", "scopeSpans", "schemaUrl"})
@@ -165,8 +171,51 @@ def _attributes(field: int, attributes: Any) -> bytes:
         if attributes is None or type(attributes) is list:
             return b""
         raise _Unusual
+    if type(attributes) is not list:
+        raise _Unusual
+    cache = _PAIR_CACHE
+    parts = []
+    for pair in attributes:
+        # The common case first: {"key": k, "value": {"stringValue": s}}, short pairs cached whole.
+        if type(pair) is dict and len(pair) == 2:
+            key = pair.get("key")
+            value = pair.get("value")
+            if type(key) is str and type(value) is dict and len(value) == 1:
+                text = value.get("stringValue")
+                if type(text) is str:
+                    if len(text) <= _CACHED_TEXT_MAX_LEN:
+                        entry = cache.get((key, text))
+                        if entry is None:
+                            if len(cache) >= _CACHE_MAX:
+                                cache.clear()
+                            entry = cache[(key, text)] = _pair_entry(key, _text_value(text))
+                        parts.append(entry)
+                    else:
+                        parts.append(_pair_entry(key, _text_value(text)))
+                    continue
+        parts.append(_pair_entry_of(pair))
     tag = _LEN_TAGS[field]
-    return b"".join([_field(tag, _key_value(pair)) for pair in _list(attributes)])
+    return tag + tag.join(parts)
+
+
+def _pair_entry(key: str, encoded_value: bytes) -> bytes:
+    """``varint(len) + KeyValue`` of a key and an encoded ``AnyValue`` (the caller adds the field tag)."""
+    encoded_key = _KEY_CACHE.get(key)
+    if encoded_key is None:
+        if len(_KEY_CACHE) >= _CACHE_MAX:
+            _KEY_CACHE.clear()
+        encoded_key = _KEY_CACHE[key] = _string(1, key)
+    body = encoded_key + b"\x12" + _varint(len(encoded_value)) + encoded_value
+    return _varint(len(body)) + body
+
+
+def _text_value(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return b"\x0a" + _varint(len(data)) + data
+
+
+def _pair_entry_of(pair: Any) -> bytes:
+    return _field(b"", _key_value(pair))
 
 
 def _key_value(pair: Any) -> bytes:
