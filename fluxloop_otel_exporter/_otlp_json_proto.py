@@ -45,6 +45,9 @@ _CACHE_MAX = 4096
 _CACHED_TEXT_MAX_LEN = 64
 _KEY_CACHE: dict[str, bytes] = {}
 _PAIR_CACHE: dict[tuple[str, str], bytes] = {}
+_NAME_CACHE: dict[str, bytes] = {}
+_KIND_BYTES = [b""] + [bytes((6 << 3, n)) for n in range(1, 6)]  # field 6, varint 0-5 (0 is left out)
+_FLAGS = {n: b"\x85\x01" + struct.pack("<I", n) for n in (0x100, 0x300)}  # field 16, fixed32
 
 # The keys each message may have in the OTLP/JSON form this writer handles (lowerCamelCase, as written).
 _REQUEST_KEYS = frozenset({"resourceSpans"})
@@ -55,6 +58,9 @@ _SCOPE_KEYS = frozenset({"name", "version", "attributes", "droppedAttributesCoun
 _SPAN_KEYS = frozenset({"traceId", "spanId", "traceState", "parentSpanId", "flags", "name", "kind",
                         "startTimeUnixNano", "endTimeUnixNano", "attributes", "droppedAttributesCount", "events",
                         "droppedEventsCount", "links", "droppedLinksCount", "status"})
+# A span of the usual shape has no dropped counts, events or links.
+_COMMON_SPAN_KEYS = frozenset({"traceId", "spanId", "traceState", "parentSpanId", "flags", "name", "kind",
+                               "startTimeUnixNano", "endTimeUnixNano", "attributes", "status"})
 _EVENT_KEYS = frozenset({"timeUnixNano", "name", "attributes", "droppedAttributesCount"})
 _LINK_KEYS = frozenset({"traceId", "spanId", "traceState", "attributes", "droppedAttributesCount", "flags"})
 _STATUS_KEYS = frozenset({"message", "code"})
@@ -124,30 +130,69 @@ def _scope_spans(item: Any) -> bytes:
 
 
 def _span(span: Any) -> bytes:
+    # The common shapes (what FluxLoop's offline files hold) are written inline; the helpers take the rest.
     _check(span, _SPAN_KEYS)
     get = span.get
-    out = (_id(1, get("traceId")) + _id(2, get("spanId")) + _string(3, get("traceState"))
-           + _id(4, get("parentSpanId")) + _string(5, get("name")) + _enum(6, get("kind"), _KINDS)
-           + _fixed64(b"\x39", get("startTimeUnixNano")) + _fixed64(b"\x41", get("endTimeUnixNano"))
-           + _attributes(9, get("attributes")) + _uint32(10, get("droppedAttributesCount")))
-    events = get("events")
-    if events:
-        tag = _LEN_TAGS[11]
-        out += b"".join([_field(tag, _event(event)) for event in _list(events)])
-    out += _uint32(12, get("droppedEventsCount"))
-    links = get("links")
-    if links:
-        tag = _LEN_TAGS[13]
-        out += b"".join([_field(tag, _link(link)) for link in _list(links)])
-    out += _uint32(14, get("droppedLinksCount"))
+    trace_id = get("traceId")
+    out = b"\x0a\x10" + bytes.fromhex(trace_id) if type(trace_id) is str and len(trace_id) == 32 \
+        else _id(1, trace_id)
+    span_id = get("spanId")
+    out += b"\x12\x08" + bytes.fromhex(span_id) if type(span_id) is str and len(span_id) == 16 else _id(2, span_id)
+    trace_state = get("traceState")
+    if trace_state is not None:
+        out += _string(3, trace_state)
+    parent = get("parentSpanId")
+    if parent is not None:
+        out += b"\x22\x08" + bytes.fromhex(parent) if type(parent) is str and len(parent) == 16 else _id(4, parent)
+    name = get("name")
+    encoded = _NAME_CACHE.get(name) if type(name) is str else None
+    if encoded is None:
+        encoded = _string(5, name)
+        if type(name) is str:
+            if len(_NAME_CACHE) >= _CACHE_MAX:
+                _NAME_CACHE.clear()
+            _NAME_CACHE[name] = encoded
+    kind = get("kind")
+    out += encoded + (_KIND_BYTES[kind] if type(kind) is int and 0 <= kind <= 5 else _enum(6, kind, _KINDS))
+    out += _time(b"\x39", get("startTimeUnixNano")) + _time(b"\x41", get("endTimeUnixNano"))
+    attributes = get("attributes")
+    if attributes:
+        out += _attributes(9, attributes)
+    elif attributes is not None and type(attributes) is not list:
+        raise _Unusual
+    if not span.keys() <= _COMMON_SPAN_KEYS:  # dropped counts, events or links present
+        out += _uint32(10, get("droppedAttributesCount"))
+        events = get("events")
+        if events:
+            tag = _LEN_TAGS[11]
+            out += b"".join([_field(tag, _event(event)) for event in _list(events)])
+        out += _uint32(12, get("droppedEventsCount"))
+        links = get("links")
+        if links:
+            tag = _LEN_TAGS[13]
+            out += b"".join([_field(tag, _link(link)) for link in _list(links)])
+        out += _uint32(14, get("droppedLinksCount"))
     status = get("status")
     if status is not None:
-        _check(status, _STATUS_KEYS)
-        out += _field(_LEN_TAGS[15], _string(2, status.get("message")) + _enum(3, status.get("code"), _CODES))
+        if type(status) is dict and not status:
+            out += b"\x7a\x00"
+        else:
+            _check(status, _STATUS_KEYS)
+            out += _field(_LEN_TAGS[15], _string(2, status.get("message")) + _enum(3, status.get("code"), _CODES))
     flags = get("flags")
     if flags:
-        out += b"\x85\x01" + _FIXED32.pack(_number(flags, 0, _UINT32_MAX))
+        encoded = _FLAGS.get(flags) if type(flags) is int else None
+        out += encoded if encoded is not None else b"\x85\x01" + _FIXED32.pack(_number(flags, 0, _UINT32_MAX))
     return out
+
+
+def _time(tag: bytes, value: Any) -> bytes:
+    """A fixed64 time in nanoseconds, given as a decimal string (or a JSON number)."""
+    if type(value) is str and value.isdigit() and value.isascii():
+        n = int(value)
+        if n <= _UINT64_MAX:
+            return tag + _FIXED64.pack(n) if n else b""
+    return _fixed64(tag, value)
 
 
 def _event(event: Any) -> bytes:
