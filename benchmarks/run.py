@@ -2,9 +2,9 @@
 
 Phases: ``micro`` (cases 1-8 and the real pipelines' cases R1-R4, plus the peers with ``--peers``), ``collector``
 (case 9), ``throughput`` (case 10), ``memory`` (case 11), ``upload`` (case U), ``import`` (``import fluxloop`` vs
-``import opentelemetry.sdk.trace``). ``--smoke`` makes everything tiny: it checks that every case runs, its numbers
-mean nothing. Progress goes to stderr, the report to stdout; the headline table (every DESIGN §5 target measured
-with the real pipelines) comes first.
+``import opentelemetry.sdk.trace``), ``large`` (case 12, a 4 MB argument). ``--smoke`` makes everything tiny: it
+checks that every case runs, its numbers mean nothing. Progress goes to stderr, the report to stdout; the headline
+table (every DESIGN §5 target measured with the real pipelines) comes first.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import export_phases, harness, import_cost, upload_phase
+from benchmarks import export_phases, harness, import_cost, large_input, span_bytes, upload_phase
 from benchmarks.cases_fluxloop import FluxLoopBench, swap_pipeline
 from benchmarks.cases_real import RealPipelines
 from benchmarks.sink import LocalSink
 from benchmarks.workload import RawOtel, core_reference_cases
 
-PHASES = ("micro", "collector", "throughput", "memory", "upload", "import")
+PHASES = ("micro", "collector", "throughput", "memory", "upload", "import", "large")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -123,12 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         fl = FluxLoopBench(tmp / "micro-files")
         if "micro" in args.phases:
             peer_dists = micro_phase(args, fl, tmp, report)
+            report.sections.append(span_bytes.section())  # sizes, not times: one turn is enough
         if any(p in args.phases for p in ("collector", "throughput", "memory")):
             export_phases.run(args, fl, tmp, report, _progress)
         if "upload" in args.phases:
             upload_phase.run(fl, tmp, report, _progress, args.smoke)
         if "import" in args.phases:
             import_cost.run(5, report, _progress)
+        if "large" in args.phases:
+            large_input.run(args, tmp / "large-files", report, _progress)
     finally:
         old = swap_pipeline(None)
         if old is not None:

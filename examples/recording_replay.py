@@ -1,23 +1,28 @@
-"""Record real calls of the README's MessageHandler, then replay them against the same code.
+"""Record real calls of the README's MessageHandler, replay them, and use the recording as a regression test.
 
+The loop: record in staging, save the outcomes once with code you trust, then replay and compare in CI.
 Runs offline (no collector; traces go to a temporary directory):
 
     python examples/recording_replay.py
 
 Run it as a module (``python -m examples.recording_replay`` from the repository root) and the recording can
-also be replayed from the command line, in another process: ``fluxloop replay <file> --all``.
+also be replayed from the command line, in another process:
+
+    fluxloop replay <file> --save-outcomes      # once: <file>.outcomes.jsonl beside the recording
+    fluxloop replay <file> --compare --junit report.xml   # in CI: exit 1 when any call's outcome changed
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict
 
 import fluxloop
-from fluxloop.replay import replay_file
+from fluxloop.replay import compare_file, replay_file, save_outcomes
 
 
 class MessageCollector:
@@ -38,6 +43,11 @@ class ErrorCollector:
 
     async def __call__(self, error: Any) -> None:
         self.errors.append(error)
+
+
+#: How replies end. Changing it stands for changing the handler's code between two releases. (An environment
+#: variable, so the copy of this module that replay imports under -m sees the change too.)
+REPLY_END = "EXAMPLE_REPLY_END"
 
 
 class MessageHandler:
@@ -65,7 +75,7 @@ class MessageHandler:
             await send_error_callback({"connection_id": connection_id, "error": "empty message"})
             return
         await send_message_callback({"connection_id": connection_id, "user": user_connection.get("user_id"),
-                                     "reply": content.upper()})
+                                     "reply": content.upper() + os.environ.get(REPLY_END, "")})
 
 
 async def serve(handler: MessageHandler) -> list[tuple[list[Any], list[Any]]]:
@@ -88,10 +98,12 @@ def main() -> int:
     fluxloop.configure(use_collector=False, offline_dir=str(workdir / "traces"),
                        record_args=True, recording_file=str(recording))
     original = asyncio.run(serve(MessageHandler()))
-    fluxloop.disable_recording()  # writes what is pending and closes the file
+    fluxloop.disable_recording()  # every record is already on disk
 
-    print(f"recorded {len(recording.read_text().splitlines())} calls to {recording}:")
-    for line in recording.read_text().splitlines():
+    lines = recording.read_text().splitlines()
+    print(f"recorded {len(original)} calls ({len(lines)} lines: each call's automatic record, then the "
+          f"handler's own, which replay uses) to {recording}:")
+    for line in lines:
         print("  " + (line if len(line) <= 160 else line[:157] + "..."))
 
     results = replay_file(recording, all_records=True)
@@ -103,11 +115,30 @@ def main() -> int:
         print(f"  iteration {result.record.iteration}: {'ok' if result.ok else result.error}, "
               f"{len(result.messages)} message(s), {len(result.errors)} error(s), "
               f"masked {result.masked}, {'same as recorded' if matches else 'DIFFERENT'}")
+
+    save_outcomes(recording)  # the baseline, beside the recording
+    unchanged = compare_file(recording)
+    print(f"\nsaved outcomes; compared with the same code: {unchanged.summary()}")
+
+    os.environ[REPLY_END] = "!"  # "a new release": replies now end with "!"
+    try:
+        report = compare_file(recording)
+    finally:
+        del os.environ[REPLY_END]
+    junit = workdir / "replay-report.xml"
+    junit.write_bytes(report.to_junit())
+    print(f"compared after the change: {report.summary()} (JUnit report: {junit})")
+    for comparison in report.comparisons:
+        print(f"  {comparison.status:<12} iteration {comparison.record.iteration}")
+        for line in comparison.diff:
+            print(f"               {line}")
+    detected = not unchanged.regressed and [c.status for c in report.comparisons] == ["changed", "changed", "same"]
+
     fluxloop.flush(timeout=5)
     print(f"\nreplay traces (fluxloop.replay=true) written under {workdir / 'traces'}")
     if __spec__ is not None:  # run with -m: the target is importable from another process
         print(f"replay from the shell too: fluxloop replay {recording} --all")
-    return 0 if same and len(results) == len(original) else 1
+    return 0 if same and detected and len(results) == len(original) else 1
 
 
 if __name__ == "__main__":

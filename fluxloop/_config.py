@@ -66,6 +66,7 @@ class FluxLoopConfig:
     max_attribute_length: int = _default("max_attribute_length")
     mask_patterns: tuple[str, ...] = _default("mask_patterns")
     mask_function: Callable[[str, Any], Any] | None = _default("mask_function")
+    export_scope: str = _default("export_scope")
 
     def __repr__(self) -> str:
         parts = []

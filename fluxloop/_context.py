@@ -10,18 +10,36 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
+import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from fluxloop import _attributes as attr
 from fluxloop import _runtime
+from fluxloop._current import CURRENT
 from fluxloop._errors import internal_error
-from fluxloop._spans import attribute_value, record_exception
+from fluxloop._spans import attribute_value, put_io, record_exception
 
-_CURRENT: contextvars.ContextVar[InstrumentContext | None] = contextvars.ContextVar("fluxloop_instrument",
-                                                                                     default=None)
+_NO_INPUT: Any = object()
+
+# The variable lives in _current so that the pipeline's on_start can read it without importing this module.
+_CURRENT = cast("contextvars.ContextVar[InstrumentContext | None]", CURRENT)
+
+
+def trace_tags(attrs: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow trace tags for a root span: ``mlflow.traceTag.<key>`` per metadata key (its value as text) and
+    per tag (``"true"``), so both are tags there and ``search_traces`` can filter on them."""
+    out: dict[str, str] = {}
+    prefix, cut = attr.METADATA_PREFIX, len(attr.METADATA_PREFIX)
+    for key, value in attrs.items():
+        if key.startswith(prefix):
+            out[attr.MLFLOW_TRACE_TAG_PREFIX + key[cut:]] = value if isinstance(value, str) else \
+                orjson.dumps(value).decode()
+    for tag in attrs.get(attr.TAGS, ()):
+        out.setdefault(attr.MLFLOW_TRACE_TAG_PREFIX + tag, "true")
+    return out
 
 
 #: The innermost active ``instrument()`` context, or None (the bound method itself: it is on the call path).
@@ -42,11 +60,13 @@ def get_current_context() -> InstrumentContext | None:
 class InstrumentContext:
     """Handle returned by ``fluxloop.instrument()``; see :func:`instrument`."""
 
-    __slots__ = ("name", "_parent", "_own", "_tags", "_span", "_tokens", "_initial", "_new_trace")
+    __slots__ = ("name", "_parent", "_own", "_tags", "_span", "_tokens", "_initial", "_new_trace", "_io",
+                 "_explicit")
 
     def __init__(self, name: str, *, session_id: str | None = None, user_id: str | None = None,
                  metadata: Mapping[str, Any] | None = None, tags: Iterable[str] | None = None,
-                 attributes: Mapping[str, Any] | None = None, new_trace: bool = False) -> None:
+                 attributes: Mapping[str, Any] | None = None, new_trace: bool = False,
+                 input: Any = _NO_INPUT) -> None:
         self.name = name
         self._parent: InstrumentContext | None = None
         self._own: dict[str, Any] = {}
@@ -55,6 +75,12 @@ class InstrumentContext:
         self._tokens: tuple[Any, Any] | None = None
         self._initial = (session_id, user_id, dict(metadata or {}), list(tags or ()), dict(attributes or {}))
         self._new_trace = new_trace
+        # input/output previews: {"input": (value, mime), "output": ...}; explicit ones are never replaced
+        self._io: dict[str, tuple[Any, Any]] = {}
+        self._explicit: set[str] = set()
+        if input is not _NO_INPUT:
+            self._explicit.add("input")
+            self._io["input"] = (input, None)  # serialized on entry, with the configuration then in force
 
     # -- what spans inside inherit ------------------------------------------------------------------------------
     def propagated_attributes(self) -> dict[str, Any]:
@@ -63,7 +89,8 @@ class InstrumentContext:
         parent_tags = merged.get(attr.TAGS, ())
         merged.update(self._own)
         if self._tags:
-            merged[attr.TAGS] = [*parent_tags, *(t for t in self._tags if t not in parent_tags)]
+            merged[attr.TAGS] = merged[attr.TAG_TAGS] = [*parent_tags,
+                                                         *(t for t in self._tags if t not in parent_tags)]
         return merged
 
     def _set(self, key: str, value: Any) -> None:
@@ -93,7 +120,8 @@ class InstrumentContext:
             if tag not in self._tags:
                 self._tags.append(tag)
             if self._span.is_recording():
-                self._span.set_attribute(attr.TAGS, self.propagated_attributes()[attr.TAGS])
+                tags = self.propagated_attributes()[attr.TAGS]
+                self._span.set_attributes({attr.TAGS: tags, attr.TAG_TAGS: tags})
         except Exception as exc:
             internal_error("add_tag", exc)
 
@@ -102,8 +130,48 @@ class InstrumentContext:
         self._set(attr.USER_ID, str(user_id))
 
     def set_session(self, session_id: str) -> None:
-        """Set ``session.id``."""
+        """Set ``session.id`` (and ``gen_ai.conversation.id``)."""
         self._set(attr.SESSION_ID, str(session_id))
+        self._set(attr.GEN_AI_CONVERSATION_ID, str(session_id))
+
+    def set_input(self, value: Any) -> None:
+        """Set this span's input (``input.value``): what trace and session previews show. Without it, the input
+        of the first call made directly inside is used.
+
+        Example::
+
+            with fluxloop.instrument("chat", session_id="s-1") as ctx:
+                ctx.set_input(question)
+        """
+        self._explicit.add("input")
+        self._put("input", value)
+
+    def set_output(self, value: Any) -> None:
+        """Set this span's output (``output.value``). Without it, the output of the last call made directly
+        inside is used."""
+        self._explicit.add("output")
+        self._put("output", value)
+
+    def _put(self, which: str, value: Any) -> None:
+        try:
+            found: dict[str, Any] = {}
+            put_io(found, which, value, _runtime.STATE)
+            key, mime = (attr.INPUT_VALUE, attr.INPUT_MIME_TYPE) if which == "input" else \
+                (attr.OUTPUT_VALUE, attr.OUTPUT_MIME_TYPE)
+            self._io[which] = (found[key], found[mime])
+            self._note_masked(found.get(attr.MASKED_PATHS, ()))
+        except Exception as exc:
+            internal_error(f"set_{which}", exc)
+
+    def child_started(self, value: Any, mime: Any) -> None:
+        """A call directly inside started with input ``value``: the first one becomes the input preview."""
+        if value is not None and "input" not in self._io:
+            self._io["input"] = (value, mime)
+
+    def child_ended(self, value: Any, mime: Any) -> None:
+        """A call directly inside returned ``value``: the last one becomes the output preview."""
+        if value is not None and "output" not in self._explicit:
+            self._io["output"] = (value, mime)
 
     def set_attribute(self, key: str, value: Any) -> None:
         """Set any attribute on this context's own span only (not inherited)."""
@@ -141,7 +209,9 @@ class InstrumentContext:
                 parent_ctx = otel_context.Context() if self._new_trace else None
                 self._span = tracer.start_span(self.name, context=parent_ctx, attributes={
                     **(self._parent.propagated_attributes() if self._parent is not None else {}),
-                    attr.OBSERVATION_TYPE: attr.TYPE_TRACE, attr.NAME: self.name})
+                    attr.OBSERVATION_TYPE: attr.TYPE_TRACE, attr.NAME: self.name, attr.SPAN_KIND: attr.KIND_CHAIN})
+            if "input" in self._explicit and self._io["input"][1] is None:
+                self._put("input", self._io["input"][0])
             for key, value in metadata.items():
                 self.add_metadata(key, value)
             for tag in tags:
@@ -173,11 +243,31 @@ class InstrumentContext:
         try:
             if otel_token is not None:
                 otel_context.detach(otel_token)
+            if self._span.is_recording():
+                self._span.set_attributes(self._closing_attributes())
             if exc is not None:
                 record_exception(self._span, exc)
             self._span.end()
         except Exception as inner:
             internal_error("instrument exit", inner)
+
+    def _closing_attributes(self) -> dict[str, Any]:
+        """Input/output previews, the ``metadata`` JSON and, on a root span, MLflow trace tags."""
+        out: dict[str, Any] = {}
+        for which, (key, mime_key) in (("input", (attr.INPUT_VALUE, attr.INPUT_MIME_TYPE)),
+                                       ("output", (attr.OUTPUT_VALUE, attr.OUTPUT_MIME_TYPE))):
+            found = self._io.get(which)
+            if found is not None and found[1] is not None:
+                out[key], out[mime_key] = found
+        merged = self.propagated_attributes()
+        cut = len(attr.METADATA_PREFIX)
+        metadata = {k[cut:]: v for k, v in merged.items() if k.startswith(attr.METADATA_PREFIX)}
+        if metadata:
+            out[attr.METADATA_JSON] = orjson.dumps(metadata).decode()
+        parent = getattr(self._span, "parent", None)
+        if parent is None:
+            out.update(trace_tags(merged))
+        return out
 
     async def __aenter__(self) -> InstrumentContext:
         return self.__enter__()
@@ -189,11 +279,14 @@ class InstrumentContext:
 
 def instrument(name: str, *, session_id: str | None = None, user_id: str | None = None,
                metadata: Mapping[str, Any] | None = None, tags: Iterable[str] | None = None,
-               attributes: Mapping[str, Any] | None = None, new_trace: bool = False) -> InstrumentContext:
+               attributes: Mapping[str, Any] | None = None, new_trace: bool = False,
+               input: Any = _NO_INPUT) -> InstrumentContext:
     """A span named ``name`` around a block, with ``with`` or ``async with``.
 
     Metadata, tags, user and session set on it apply to its span and to every span started inside it
-    afterwards. ``new_trace=True`` starts a new trace even inside another span.
+    afterwards. ``new_trace=True`` starts a new trace even inside another span. ``input=`` (or
+    ``ctx.set_input``/``ctx.set_output``) sets the span's input/output previews; by default they are the input
+    of the first and the output of the last call made directly inside.
 
     Example::
 
@@ -204,4 +297,4 @@ def instrument(name: str, *, session_id: str | None = None, user_id: str | None 
             result = my_agent.process(input_data)
     """
     return InstrumentContext(name, session_id=session_id, user_id=user_id, metadata=metadata, tags=tags,
-                             attributes=attributes, new_trace=new_trace)
+                             attributes=attributes, new_trace=new_trace, input=input)

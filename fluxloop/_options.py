@@ -242,6 +242,15 @@ def _resource_key(*keys: str) -> Reader:
 _RESOURCE_VAR = ("OTEL_RESOURCE_ATTRIBUTES",)
 
 
+def _choice(*allowed: str) -> Caster:
+    def cast(value: Any, from_env: bool) -> str:
+        if isinstance(value, str) and value.strip().lower() in allowed:
+            return value.strip().lower()
+        raise ValueError(f"expected one of {', '.join(allowed)}")
+
+    return cast
+
+
 # -- the table ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Option:
@@ -282,7 +291,7 @@ OPTIONS: Final[dict[str, Option]] = {o.name: o for o in (
     _opt("sample_rate", _number(float, 0.0, 1.0), 1.0, (), "share of traces kept, decided per trace",
          otel=(OtelFallback(("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"), _sampler,
                             "`OTEL_TRACES_SAMPLER` (+ `OTEL_TRACES_SAMPLER_ARG`)"),)),
-    _opt("service_name", _str, "unknown_service", {RESOURCE}, "resource `service.name`",
+    _opt("service_name", _str, "unknown_service", {RESOURCE, PIPELINE}, "resource `service.name`",
          otel=(_plain("OTEL_SERVICE_NAME"),
                OtelFallback(_RESOURCE_VAR, _resource_key("service.name"),
                             "`service.name` in `OTEL_RESOURCE_ATTRIBUTES`"))),
@@ -313,10 +322,13 @@ OPTIONS: Final[dict[str, Option]] = {o.name: o for o in (
     _opt("capture_input", _bool, True, (), "record call arguments as `input.value`"),
     _opt("capture_output", _bool, True, (), "record return values as `output.value`"),
     _opt("max_attribute_length", _number(int, 64, None), 32 * 1024, (), "longer JSON values are cut"),
-    _opt("mask_patterns", _patterns, (), {RECORDING}, "extra sensitive-key regexes",
+    _opt("mask_patterns", _patterns, (), {RECORDING, PIPELINE}, "extra sensitive-key regexes",
          env_doc="comma-separated regexes"),
-    _opt("mask_function", _callable_or_none, None, {RECORDING}, "`(key, value) -> replacement` for every value",
+    _opt("mask_function", _callable_or_none, None, {RECORDING, PIPELINE},
+         "`(key, value) -> replacement` for every value",
          env=False, env_doc="(`configure()` only)", default_doc="none"),
+    _opt("export_scope", _choice("fluxloop", "all"), "fluxloop", {PIPELINE},
+         "on your application's provider: export FluxLoop's spans and what runs inside them, or `all`"),
 )}
 
 

@@ -11,6 +11,7 @@ import collections
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from fluxloop._process import HOOKS
+from fluxloop._usage_seen import note_end
 from fluxloop_otel_exporter._clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
@@ -57,9 +59,11 @@ class FluxLoopSpanProcessor(SpanProcessor):
     """
 
     def __init__(self, exporter: SpanExporter, *, max_queue_size: int = 2048, batch_size: int = 512,
-                 flush_interval: float = 5.0, clock: Clock = SYSTEM_CLOCK) -> None:
+                 flush_interval: float = 5.0, clock: Clock = SYSTEM_CLOCK,
+                 transform: Callable[[list[ReadableSpan]], list[ReadableSpan]] | None = None) -> None:
         self._exporter = exporter
         self._clock = clock
+        self._transform = transform  # a stage run on each batch, on the worker, before the exporter (redaction)
         self._max_queue_size = max_queue_size
         self._batch_size = batch_size
         self._flush_interval = flush_interval
@@ -99,6 +103,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        note_end(span)  # no double counting of tokens (see _usage_seen)
         if self._shutdown or not span.context.trace_flags.sampled:
             return
         queue = self._queue
@@ -208,6 +213,8 @@ class FluxLoopSpanProcessor(SpanProcessor):
         except IndexError:
             pass
         try:
+            if self._transform is not None:
+                batch = self._transform(batch)
             result = self._exporter.export(batch)
         except Exception:
             _logger.exception("fluxloop: exporter raised; %d span(s) lost", len(batch))

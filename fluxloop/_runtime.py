@@ -12,17 +12,16 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from fluxloop import _attributes as attr
-from fluxloop import _errors, recording
+from fluxloop import _errors
 from fluxloop._config import (
     FluxLoopConfig,
     Resolved,
@@ -37,6 +36,7 @@ from fluxloop._masking import DEFAULT_MASKER, Masker
 from fluxloop._options import LOGGING, PIPELINE, RECORDING, RESOURCE
 from fluxloop._process import HOOKS, ProcessHooks
 from fluxloop._providers import SequentialIds, SwitchableIds, resource_for
+from fluxloop._recorder import Recorder
 from fluxloop._sampling import FluxLoopSampler
 from fluxloop._version import __version__
 
@@ -115,6 +115,8 @@ class Runtime:
         self.dropped_after_shutdown = 0
         self.reported_env: set[str] = set()
         self._hooks_registered = False
+        self._recorder = Recorder()  # recording (issue 14): the one recorder of the process
+        self._recorder_primed = False
 
     # -- configuration ----------------------------------------------------------------------------------------
     @property
@@ -124,7 +126,7 @@ class Runtime:
         if resolved is None:
             with self.lock:
                 if self._resolved is None:
-                    self._resolved = apply_overrides(resolve_env(), self.overrides)
+                    self._resolved = self._with_recording_file(apply_overrides(resolve_env(), self.overrides))
                     report_env_warnings(self._resolved, self.reported_env)
                 resolved = self._resolved
         return resolved
@@ -134,7 +136,7 @@ class Runtime:
         validated = validate_overrides(options)  # raises before anything changes
         with self.lock:
             overrides = {**self.overrides, **validated}
-            resolved = apply_overrides(resolve_env(), overrides)
+            resolved = self._with_recording_file(apply_overrides(resolve_env(), overrides))
             report_env_warnings(resolved, self.reported_env)
             old = self.resolved.config
             self.overrides = overrides
@@ -250,26 +252,40 @@ class Runtime:
         elif _logger.level == logging.DEBUG:
             _logger.setLevel(logging.NOTSET)
 
-    # -- recording: the runtime's only calls into fluxloop.recording (issue 14 turns this into a component) --------
-    @staticmethod
-    def _apply_recording(config: FluxLoopConfig, switch: bool) -> None:
+    # -- recording: the one place the runtime drives its Recorder (issue 14) ----------------------------------
+    @property
+    def recorder(self) -> Recorder:
+        """The process's recorder; on first use it takes ``record_args``/``recording_file`` from the configuration
+        (opening nothing: the first record creates the file)."""
+        if not self._recorder_primed:
+            with self.lock:
+                if not self._recorder_primed:
+                    self._register_process_hooks()  # the recorder's lock is recreated after fork
+                    self._apply_recording(self.resolved.config, switch=True, open_now=False)
+        return self._recorder
+
+    def _with_recording_file(self, resolved: Resolved) -> Resolved:
+        """``resolved`` with ``recording_file`` as the recorder uses it (absolute, or the default name, chosen once),
+        so ``get_config()`` tells the truth."""
+        config = resolved.config
+        path = self._recorder.resolve_file(config.record_args, config.recording_file)
+        if path == config.recording_file:
+            return resolved
+        return Resolved(replace(config, recording_file=path), resolved.sources, resolved.warnings)
+
+    def _apply_recording(self, config: FluxLoopConfig, switch: bool, open_now: bool = True) -> None:
         """Mask options always; ``record_args``/``recording_file`` when they changed (``switch``)."""
         masker = Masker(config.mask_patterns, config.mask_function)
         if switch:
-            recording.apply_config(config.record_args, config.recording_file, masker)
-        recording.set_masker(masker)  # mask options apply to records too, recording on or off
+            self._recorder_primed = True
+            self._recorder.apply(config.record_args, config.recording_file, masker, open_now)
+        self._recorder.set_masker(masker)  # mask options apply to records too, recording on or off
 
-    @staticmethod
-    def _recording_flush(timeout: float) -> bool:
-        return recording.flush(timeout)
+    def _recording_shutdown(self) -> None:
+        self._recorder.close()  # records are written synchronously: nothing is pending
 
-    @staticmethod
-    def _recording_shutdown(timeout: float) -> None:
-        recording.shutdown(timeout)
-
-    @staticmethod
-    def _recording_reset() -> None:
-        recording.reset()
+    def _recording_reset(self) -> None:
+        self._recorder.reset()
 
     # -- capture (fluxloop.testing) -------------------------------------------------------------------------
     @contextmanager
@@ -307,9 +323,7 @@ class Runtime:
 
     def flush(self, timeout: float | None) -> bool:
         timeout = self.resolved.config.timeout if timeout is None else timeout
-        deadline = time.monotonic() + max(timeout, 0.0)
-        ok = self.switch.force_flush(int(max(timeout, 0.0) * 1000))
-        return self._recording_flush(max(0.0, deadline - time.monotonic())) and ok
+        return self.switch.force_flush(int(max(timeout, 0.0) * 1000))  # records are written synchronously
 
     def shutdown(self, timeout: float | None = None) -> None:
         """-> SHUT_DOWN: flush within ``timeout``, stop threads and recording. Idempotent."""
@@ -318,12 +332,11 @@ class Runtime:
             if self.phase is Phase.SHUT_DOWN:
                 return
             timeout = self.resolved.config.timeout if timeout is None else timeout
-            deadline = time.monotonic() + max(timeout, 0.0)
             self.phase = Phase.SHUT_DOWN
             self.switch.closed = True
             self._retire(self.switch.swap(None), timeout)
             self.pipeline_built = False
-            self._recording_shutdown(max(0.0, deadline - time.monotonic()))
+            self._recording_shutdown()
             STATE = _call_state(self.resolved.config, None)
 
     def _provider_shut_down(self) -> None:
@@ -380,6 +393,7 @@ class Runtime:
     def after_fork_in_child(self) -> None:
         # Another parent thread may have held the lock at fork time: the child starts with a fresh one.
         self.lock = threading.RLock()
+        self._recorder.after_fork_in_child()
         # The parent's exporter holds the parent's sockets: the child gets a pipeline of its own.
         if self.phase is Phase.RUNNING and self.pipeline_built and self.resolved.config.enabled:
             self.switch.swap(self._build_processor(self.resolved.config))

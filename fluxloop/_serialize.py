@@ -8,7 +8,8 @@ Rules (DESIGN §4), the same for both uses so they can never disagree:
   ``.messages`` list), ``<builtin:collector.error>`` (has an ``.errors`` list), else ``<callable:NAME>``.
 - Values under a sensitive key become ``***`` at any depth; token-like text is masked; the paths masked are
   reported, never the values.
-- Anything else becomes ``repr(value)`` cut to 100 characters; cycles and excessive depth get markers; a
+- Anything else becomes ``<repr:...>`` around ``repr(value)`` cut to 100 characters (the original FluxLoop's
+  form, which replay tools read as "not rebuildable"); cycles and excessive depth get markers; a
   ``__repr__`` that raises gives ``<unrepresentable T>``. Nothing here raises.
 
 Span attributes take a fast path (orjson on the raw value) and fall back to the walk only when the result
@@ -29,7 +30,7 @@ from typing import Any, Final
 
 import orjson
 
-from fluxloop._masking import DEFAULT_MASKER, Masker
+from fluxloop._masking import DEFAULT_MASKER, MASK, SCAN_MARGIN, Masker
 
 REPR_LIMIT: Final = 100
 MAX_DEPTH: Final = 64
@@ -39,14 +40,28 @@ _ORJSON_OPTS: Final = orjson.OPT_NON_STR_KEYS
 _PRIMITIVES: Final = (str, int, float, bool, type(None))
 
 
-def _truncated_repr(value: Any) -> str:
+def _truncated_repr(value: Any, masker: Masker = DEFAULT_MASKER) -> str:
+    """``repr(value)`` masked, then cut to ``REPR_LIMIT`` (a secret cut by the limit is masked before the cut);
+    bytes are represented from a bounded slice, never copied whole."""
     try:
+        if isinstance(value, (bytes, bytearray, memoryview)) and len(value) > REPR_LIMIT + SCAN_MARGIN:
+            value = bytes(value[:REPR_LIMIT + SCAN_MARGIN])
         text = repr(value)
     except Exception:
         return f"<unrepresentable {type(value).__name__}>"
     if not isinstance(text, str):
         return f"<unrepresentable {type(value).__name__}>"
-    return text if len(text) <= REPR_LIMIT else text[:REPR_LIMIT]
+    return masker.mask_bounded(text, REPR_LIMIT)[0]
+
+
+def _is_namedtuple(value: Any) -> bool:
+    return isinstance(value, tuple) and isinstance(getattr(type(value), "_fields", None), tuple)
+
+
+def repr_marker(value: Any, masker: Masker = DEFAULT_MASKER) -> str:
+    """``<repr:...>``: a value JSON cannot hold, as the recording format writes it (masked before the cut)."""
+    text = _truncated_repr(value, masker)
+    return text if text.startswith("<unrepresentable ") else f"<repr:{text}>"
 
 
 def _collector_kind(obj: Any, method_name: str) -> str | None:
@@ -99,6 +114,11 @@ def _key_text(key: Any) -> str:
     return _truncated_repr(key)
 
 
+def _is_secret_pair(item: Any, masker: Masker) -> bool:
+    return (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
+            and masker.is_sensitive_key(item[0]))
+
+
 def _is_pydantic_model(value: Any) -> bool:
     return callable(getattr(type(value), "model_dump", None)) and hasattr(type(value), "model_fields")
 
@@ -148,6 +168,8 @@ class _Walker:
     def _container(self, value: Any, path: str, depth: int) -> Any:
         if isinstance(value, Mapping):
             return self._mapping(value.items(), path, depth)
+        if _is_namedtuple(value):  # an object with field names, so a field like api_key is masked
+            return self._mapping(zip(type(value)._fields, value), path, depth)
         if isinstance(value, (list, tuple, set, frozenset)):
             return self._sequence(value, path, depth)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -157,11 +179,11 @@ class _Walker:
             try:
                 dumped = value.model_dump()
             except Exception:
-                return _truncated_repr(value)
+                return _truncated_repr(value, self.masker)
             return self._mapping(dumped.items(), path, depth)
         if callable(value):
             return callable_marker(value)
-        return self._text(_truncated_repr(value), cap=False)
+        return repr_marker(value, self.masker)
 
     def _mapping(self, items: Any, path: str, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -171,7 +193,7 @@ class _Walker:
                 if limit is not None and len(out) >= limit:
                     out["..."] = "[more items truncated]"
                     break
-                text = _key_text(key)
+                text = self._text(_key_text(key))  # a key can be a secret too (an sk- key as a dict key)
                 sub = f"{path}.{text}" if path else text
                 try:  # one hostile value must not hide its siblings
                     if self.masker.is_sensitive_key(text):
@@ -198,24 +220,36 @@ class _Walker:
                 if limit is not None and index >= limit:
                     out.append(f"...[{len(value) - limit} more items]")
                     break
-                out.append(self.walk(item, f"{path}[{index}]", depth + 1))
+                sub = f"{path}[{index}]"
+                if _is_secret_pair(item, self.masker):  # ("Authorization", "..."): headers as a list of pairs
+                    self.masked.append(f"{sub}[1]")
+                    out.append([self._text(item[0]), self.walk(self.masker.masked_value(item[0], item[1]), sub,
+                                                               depth + 1)
+                                if self.masker.mask_function is not None else MASK])
+                    continue
+                out.append(self.walk(item, sub, depth + 1))
+        except RecursionError:
+            raise
         except Exception:
             out.append("<iteration failed>")
         return out
 
-    def _text(self, text: str, cap: bool = True) -> str:
+    def _text(self, text: str) -> str:
+        """``text`` masked; with a limit, cut first, so no more than ``limit + SCAN_MARGIN`` is scanned or copied."""
         try:
-            if self.masker.has_secret_text(text):
+            limit = self.str_limit
+            cut = 0
+            if limit is not None:
+                text, cut = self.masker.mask_bounded(text, limit)
+            else:
                 text = self.masker.mask_text(text)
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: JSON encoders refuse them
-            text = text.encode("utf-8", "replace").decode("utf-8")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: JSON encoders refuse them
+                text = text.encode("utf-8", "replace").decode("utf-8")
         except Exception:
             return "<unrepresentable str>"
-        limit = self.str_limit
-        if cap and limit is not None and len(text) > limit:
-            return f"{text[:limit]}...[truncated {len(text) - limit} chars]"
-        return text
+        return f"{text}...[truncated {cut} chars]" if cut else text
 
 
 def to_jsonable(value: Any, masker: Masker = DEFAULT_MASKER, *, str_limit: int | None = None,
@@ -233,10 +267,12 @@ def to_jsonable(value: Any, masker: Masker = DEFAULT_MASKER, *, str_limit: int |
     except RecursionError:
         return "<max depth>", walker.masked
     except Exception:
-        return _truncated_repr(value), walker.masked
+        return _truncated_repr(value, masker), walker.masked
 
 
 def _orjson_default(value: Any) -> Any:
+    if _is_namedtuple(value):
+        return dict(zip(type(value)._fields, value))
     if _is_pydantic_model(value):
         return value.model_dump()
     if isinstance(value, (set, frozenset)):
@@ -247,13 +283,66 @@ def _orjson_default(value: Any) -> Any:
         return str(value)
     if callable(value):
         return callable_marker(value)
-    return _truncated_repr(value)
+    return repr_marker(value)
+
+
+_PROBE_BUDGET: Final = 32
+
+
+def _too_long(value: Any, max_length: int) -> bool:
+    """True when a string or bytes value among the first few at the top two levels of ``value`` is longer than
+    ``max_length``: such a value goes straight to the walk, which copies and scans only a bounded slice of it,
+    instead of being encoded whole by the fast path first. Exact type checks: this runs on every call."""
+    kind = type(value)
+    if kind is str or kind is bytes or kind is bytearray:
+        return len(value) > max_length
+    if kind is dict:
+        items: Any = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        return False
+    budget = _PROBE_BUDGET
+    for item in items:
+        budget -= 1
+        if budget < 0:
+            return False
+        kind = type(item)
+        if kind is str or kind is bytes or kind is bytearray:
+            if len(item) > max_length:
+                return True
+        elif kind is dict or kind is list or kind is tuple:
+            for inner in (item.values() if kind is dict else item):
+                budget -= 1
+                if budget < 0:
+                    return False
+                kind = type(inner)
+                if (kind is str or kind is bytes or kind is bytearray) and len(inner) > max_length:
+                    return True
+    return False
 
 
 def dumps(value: Any, masker: Masker = DEFAULT_MASKER) -> tuple[bytes, list[str]]:
     """JSON bytes of ``value`` with no length limit (recordings), and the masked paths."""
     data, masked = to_jsonable(value, masker)
     return orjson.dumps(data, option=_ORJSON_OPTS), masked
+
+
+def dumps_bounded(value: Any, masker: Masker, str_limit: int, item_limit: int) -> bytes:
+    """JSON bytes of ``value`` for a recording, strings cut at ``str_limit`` and collections at ``item_limit``.
+
+    Fast path, as for span attributes: orjson straight on the value when nothing needs masking and the whole
+    text is within ``str_limit`` (so no single value can be over it); otherwise the walk.
+    """
+    if not _too_long(value, str_limit):
+        try:
+            data = orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTS)
+            if len(data) <= str_limit and not masker.json_needs_masking(data.decode()):
+                return data
+        except Exception:
+            pass
+    walked, _ = to_jsonable(value, masker, str_limit=str_limit, item_limit=item_limit)
+    return orjson.dumps(walked, option=_ORJSON_OPTS)
 
 
 def dumps_attribute(value: Any, max_length: int, masker: Masker = DEFAULT_MASKER) -> tuple[str, list[str]]:
@@ -263,12 +352,15 @@ def dumps_attribute(value: Any, max_length: int, masker: Masker = DEFAULT_MASKER
     strings and collections cut and marked; as a last resort, the JSON text itself cut and wrapped as a JSON
     string ending in ``...[truncated N chars]``. The result is always valid JSON.
     """
-    try:
-        text = orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTS).decode()
-        if len(text) <= max_length and not masker.json_needs_masking(text):
-            return text, []
-    except Exception:
-        pass
+    if not _too_long(value, max_length):
+        try:
+            raw = orjson.dumps(value, default=_orjson_default, option=_ORJSON_OPTS)
+            if len(raw) <= max_length:
+                text = raw.decode()
+                if not masker.json_needs_masking(text):
+                    return text, []
+        except Exception:
+            pass
     data, masked = to_jsonable(value, masker, str_limit=max(16, max_length // 4), item_limit=256)
     try:
         text = orjson.dumps(data, option=_ORJSON_OPTS).decode()

@@ -2,8 +2,10 @@
 
 Callback markers come back as collectors (``<builtin:collector.send>`` → :class:`MessageCollector`,
 ``<builtin:collector.error>`` → :class:`ErrorCollector`) and other callables as :class:`CallableStub`; all of
-them can be called plainly or awaited. Masked values (``"***"``) are passed as they are and reported. Each
-replay runs as its own trace (``replay <target>``, ``fluxloop.replay=true``), with recording suppressed.
+them can be called plainly or awaited; ``:async`` markers come back as coroutine functions. Masked values
+(``"***"``) and values the recording could only describe (``<repr:...>``, cut values) are passed as they are and
+reported. Each replay runs as its own trace (``replay <target>``, ``fluxloop.replay=true``), with recording
+suppressed. :func:`save_outcomes` and :func:`compare_file` turn a recording into a regression test.
 
 Example::
 
@@ -23,260 +25,45 @@ import inspect
 import os
 import sys
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
-import orjson
-
-from fluxloop import _attributes as attr
-from fluxloop import recording
-from fluxloop._context import instrument
-from fluxloop._masking import MASK
-from fluxloop._serialize import to_jsonable
+from fluxloop import _attributes, _context, _recorder, _replay_compare, _serialize
+from fluxloop._replay_compare import CompareReport, Comparison, outcomes_path
+from fluxloop._replay_rebuild import (
+    CallableStub,
+    ErrorCollector,
+    MessageCollector,
+    RebuiltCall,
+    rebuild_kwargs,
+)
+from fluxloop._replay_records import ReplayError, Record, load_records, select_records
 
 __all__ = [
     "CallableStub",
+    "CompareReport",
+    "Comparison",
     "ErrorCollector",
     "MessageCollector",
-    "Record",
     "RebuiltCall",
+    "Record",
     "ReplayError",
     "ReplayResult",
+    "compare_file",
+    "load_callable",
     "load_records",
+    "outcomes_path",
     "rebuild_kwargs",
     "replay_file",
     "replay_record",
     "resolve_target",
+    "save_outcomes",
     "select_records",
 ]
 
-SEND_MARKER: Final = "<builtin:collector.send>"
-ERROR_MARKER: Final = "<builtin:collector.error>"
 _MAX_OUTPUT_ITEMS: Final = 100
 _NO_TRACE: Final = "0" * 32
-
-
-class ReplayError(Exception):
-    """A problem with the input, not with FluxLoop: missing file, bad line, unknown target, stale arguments."""
-
-
-@dataclass(frozen=True)
-class Record:
-    """One recorded call (a line of a recording file)."""
-
-    target: str
-    iteration: int
-    kwargs: dict[str, Any]
-    line: int = 0
-    timestamp: str | None = None
-    trace_id: str | None = None
-    span_id: str | None = None
-
-
-# -- loading ------------------------------------------------------------------------------------------------------
-def load_records(path: str | os.PathLike[str],
-                 on_malformed: Callable[[ReplayError], None] | None = None) -> list[Record]:
-    """Every record of a recording file, in file order; ``ReplayError`` names the file and line of any problem.
-
-    With ``on_malformed``, a malformed line (garbage, or the truncated last line a killed writer leaves) is passed
-    to it and skipped instead, so the rest can still be replayed.
-
-    Example::
-
-        records = load_records("/tmp/agent_args.jsonl")
-    """
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as file:
-            lines = file.read().splitlines()
-    except FileNotFoundError:
-        raise ReplayError(f"recording file not found: {name}") from None
-    except IsADirectoryError:
-        raise ReplayError(f"not a file: {name}") from None
-    except OSError as exc:
-        raise ReplayError(f"cannot read {name}: {exc.strerror or exc}") from None
-    records = []
-    for number, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            records.append(_parse_line(name, number, raw))
-        except ReplayError as problem:
-            if on_malformed is None:
-                raise
-            on_malformed(problem)
-    if not records:
-        raise ReplayError(f"no records in {name}")
-    return records
-
-
-def _parse_line(path: str, number: int, raw: bytes) -> Record:
-    def bad(why: str) -> ReplayError:
-        return ReplayError(f"{path}:{number}: malformed record: {why}")
-
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise bad(f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise bad(f"expected a JSON object, got {type(data).__name__}")
-    version = data.get("_version", recording.RECORD_VERSION)
-    if version != recording.RECORD_VERSION:
-        raise bad(f"unsupported _version {version!r} (this FluxLoop reads version {recording.RECORD_VERSION!r})")
-    target = data.get("target")
-    if not isinstance(target, str) or ":" not in target:
-        raise bad(f"'target' must be a 'module:function' or 'module:Class.method' string, got {target!r}")
-    kwargs = data.get("kwargs")
-    if not isinstance(kwargs, dict):
-        raise bad(f"'kwargs' must be a JSON object, got {kwargs!r:.60}")
-    iteration = data.get("iteration", 0)
-    if isinstance(iteration, bool) or not isinstance(iteration, int):
-        raise bad(f"'iteration' must be an integer, got {iteration!r:.60}")
-    return Record(target, iteration, kwargs, number, _opt_str(data.get("timestamp")),
-                  _opt_str(data.get("trace_id")), _opt_str(data.get("span_id")))
-
-
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def select_records(records: Sequence[Record], *, target: str | None = None, iteration: int | None = None,
-                   all_records: bool = False) -> list[Record]:
-    """The records to replay: those of ``target`` (default: every target), then those with ``iteration``, or
-    all of them with ``all_records``, else the last record of each target. ``ReplayError`` if none match."""
-    chosen = list(records)
-    if target is not None:
-        chosen = [r for r in chosen if r.target == target]
-        if not chosen:
-            raise ReplayError(f"no records for target {target!r}; targets recorded: "
-                              f"{_listing(sorted({r.target for r in records}))}")
-    if iteration is not None:
-        matching = [r for r in chosen if r.iteration == iteration]
-        if not matching:
-            raise ReplayError(f"no record with iteration {iteration}"
-                              f"{f' for target {target!r}' if target else ''}; iterations recorded: "
-                              f"{_listing(sorted({r.iteration for r in chosen}))}")
-        return matching
-    if all_records:
-        return chosen
-    last: dict[str, Record] = {}
-    for record in chosen:
-        last.pop(record.target, None)
-        last[record.target] = record
-    return sorted(last.values(), key=lambda r: r.line)
-
-
-def _listing(items: Sequence[Any], limit: int = 10) -> str:
-    shown = ", ".join(str(i) for i in items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
-# -- rebuilding arguments -----------------------------------------------------------------------------------------
-class _Done:
-    """What the rebuilt callables return: usable as a plain value, and awaitable (to None)."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return None
-        yield  # noqa: B901 - makes this a generator, so ``await`` works
-
-    def __repr__(self) -> str:
-        return "<replayed call>"
-
-
-_DONE: Final = _Done()
-
-
-def _sent(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
-
-
-class MessageCollector:
-    """Stands in for a ``<builtin:collector.send>`` callback: keeps what the target sends in :attr:`messages`."""
-
-    __fluxloop_builtin__ = "collector.send"
-
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Done:
-        self.messages.append(_sent(args, kwargs))
-        return _DONE
-
-
-class ErrorCollector:
-    """Stands in for a ``<builtin:collector.error>`` callback: keeps what the target reports in :attr:`errors`."""
-
-    __fluxloop_builtin__ = "collector.error"
-
-    def __init__(self) -> None:
-        self.errors: list[Any] = []
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Done:
-        self.errors.append(_sent(args, kwargs))
-        return _DONE
-
-
-class CallableStub:
-    """Stands in for any other recorded callable (``<callable:NAME>``): records its calls, returns None."""
-
-    def __init__(self, name: str) -> None:
-        self.__name__ = name
-        self.calls: list[dict[str, Any]] = []
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Done:
-        self.calls.append({"args": list(args), "kwargs": kwargs})
-        return _DONE
-
-    def __repr__(self) -> str:
-        return f"<replay stub {self.__name__}>"
-
-
-@dataclass
-class RebuiltCall:
-    """Arguments ready to call with, and the objects standing in for the recorded callables."""
-
-    kwargs: dict[str, Any]
-    messages: MessageCollector = field(default_factory=MessageCollector)
-    errors: ErrorCollector = field(default_factory=ErrorCollector)
-    stubs: dict[str, CallableStub] = field(default_factory=dict)
-    masked: list[str] = field(default_factory=list)
-
-
-def rebuild_kwargs(kwargs: Mapping[str, Any]) -> RebuiltCall:
-    """Turn recorded ``kwargs`` back into call arguments (markers → collectors and stubs; ``***`` reported).
-
-    Example::
-
-        call = rebuild_kwargs({"send": "<builtin:collector.send>"})
-        call.kwargs["send"]("hi")
-        assert call.messages.messages == ["hi"]
-    """
-    call = RebuiltCall({})
-    call.kwargs = {key: _rebuild(value, key, call) for key, value in kwargs.items()}
-    return call
-
-
-def _rebuild(value: Any, path: str, call: RebuiltCall) -> Any:
-    if isinstance(value, str):
-        if value == MASK:
-            call.masked.append(path)
-        elif value == SEND_MARKER:
-            return call.messages
-        elif value == ERROR_MARKER:
-            return call.errors
-        elif value.startswith(("<callable:", "<builtin:")) and value.endswith(">"):
-            stub = CallableStub(value[1:-1].partition(":")[2])
-            call.stubs[path] = stub
-            return stub
-        return value
-    if isinstance(value, dict):
-        return {k: _rebuild(v, f"{path}.{k}", call) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rebuild(v, f"{path}[{i}]", call) for i, v in enumerate(value)]
-    return value
 
 
 # -- resolving the target -----------------------------------------------------------------------------------------
@@ -290,7 +77,7 @@ def load_callable(spec: str, what: str = "factory") -> Callable[..., Any]:
         obj = _attribute(obj, part, spec)
     if not callable(obj):
         raise ReplayError(f"{what} {spec!r} is not callable")
-    return obj
+    return cast(Callable[..., Any], obj)
 
 
 def resolve_target(target: str, factory: Callable[[], Any] | None = None) -> Callable[..., Any]:
@@ -319,7 +106,7 @@ def resolve_target(target: str, factory: Callable[[], Any] | None = None) -> Cal
     fn = _attribute(owner, name, target)
     if not callable(fn):
         raise ReplayError(f"target {target!r} is not callable")
-    return fn
+    return cast(Callable[..., Any], fn)
 
 
 def _import(module_name: str, what: str) -> Any:
@@ -405,6 +192,20 @@ class ReplayResult:
     error: str | None = None
     exception: BaseException | None = field(default=None, repr=False)
     trace_id: str | None = None
+    unrebuildable: list[str] = field(default_factory=list)
+
+    def outcome(self) -> dict[str, Any]:
+        """What ``--compare`` compares: return value, callback messages and errors, other callbacks' calls,
+        and the exception (type and message) when the call failed. JSON-ready."""
+        if self.ok:
+            exception = None
+        elif self.exception is not None:
+            exception = {"type": type(self.exception).__name__, "message": str(self.exception)}
+        else:  # the call could not be made (target or arguments): ReplayError
+            exception = {"type": ReplayError.__name__, "message": self.error or ""}
+        data = {"status": "ok" if self.ok else "error", "output": self.output, "messages": self.messages,
+                "errors": self.errors, "stub_calls": self.stub_calls, "exception": exception}
+        return _serialize.to_jsonable(data, str_limit=10_000, item_limit=1000)[0]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``fluxloop replay --json`` prints, one per line)."""
@@ -413,9 +214,9 @@ class ReplayResult:
             "status": "ok" if self.ok else "error", "duration_ms": round(self.duration * 1000, 3),
             "messages": self.messages, "errors": self.errors, "stub_calls": self.stub_calls,
             "masked": self.masked, "output": self.output, "error": self.error, "trace_id": self.trace_id,
-            "original_trace_id": self.record.trace_id,
+            "original_trace_id": self.record.trace_id, "unrebuildable": self.unrebuildable,
         }
-        return to_jsonable(data)[0]
+        return _serialize.to_jsonable(data)[0]
 
 
 def replay_record(record: Record, *, factory: Callable[[], Any] | None = None, source: str | None = None,
@@ -433,7 +234,7 @@ def replay_record(record: Record, *, factory: Callable[[], Any] | None = None, s
     if overrides:
         call.kwargs.update(overrides)
         call.masked = [p for p in call.masked if p.partition(".")[0].partition("[")[0] not in overrides]
-    result = ReplayResult(record, ok=False, masked=call.masked)
+    result = ReplayResult(record, ok=False, masked=call.masked, unrebuildable=call.unrebuildable)
     try:
         fn = resolve_target(record.target, factory)
         args, kwargs = _call_arguments(fn, call.kwargs, record.target)
@@ -441,16 +242,17 @@ def replay_record(record: Record, *, factory: Callable[[], Any] | None = None, s
         result.error = str(exc)
         return result
     metadata = {"replay.original_trace_id": record.trace_id} if record.trace_id else None
-    attributes: dict[str, Any] = {attr.REPLAY: True, attr.REPLAY_ITERATION: record.iteration}
+    attributes: dict[str, Any] = {_attributes.REPLAY: True, _attributes.REPLAY_ITERATION: record.iteration}
     if source is not None:
-        attributes[attr.REPLAY_SOURCE] = source
+        attributes[_attributes.REPLAY_SOURCE] = source
     start = time.perf_counter()
     try:
-        with recording.suppressed(), instrument(f"replay {record.target}", new_trace=True, tags=["replay"],
-                                                metadata=metadata, attributes=attributes) as ctx:
+        with _recorder.suppressed(), _context.instrument(f"replay {record.target}", new_trace=True,
+                                                         tags=["replay"], metadata=metadata,
+                                                         attributes=attributes) as ctx:
             trace_id = ctx.trace_id
             result.trace_id = trace_id if trace_id != _NO_TRACE else None
-            result.output = to_jsonable(_invoke(fn, args, kwargs), str_limit=1000, item_limit=100)[0]
+            result.output = _serialize.to_jsonable(_invoke(fn, args, kwargs), str_limit=1000, item_limit=100)[0]
         result.ok = True
     except (Exception, asyncio.CancelledError, SystemExit) as exc:  # the target's failure, reported
         result.exception = exc
@@ -477,6 +279,40 @@ def replay_file(path: str | os.PathLike[str], *, target: str | None = None, iter
     make = load_callable(factory) if isinstance(factory, str) else factory
     source = os.path.abspath(os.fspath(path))
     return [replay_record(record, factory=make, source=source, overrides=overrides) for record in selected]
+
+
+def save_outcomes(path: str | os.PathLike[str], *, factory: str | Callable[[], Any] | None = None,
+                  outcomes: str | os.PathLike[str] | None = None) -> list[ReplayResult]:
+    """Replay every record of ``path`` and keep each outcome beside the recording (``x.outcomes.jsonl``, or
+    ``outcomes``): the baseline :func:`compare_file` checks later runs against.
+
+    Example::
+
+        save_outcomes("calls.jsonl")   # once, with code you trust; commit both files
+    """
+    results = replay_file(path, all_records=True, factory=factory)
+    _replay_compare.write_outcomes(os.fspath(outcomes) if outcomes is not None else outcomes_path(path),
+                   [(result.record, result.outcome()) for result in results])
+    return results
+
+
+def compare_file(path: str | os.PathLike[str], *, ignore: Sequence[str] = (),
+                 factory: str | Callable[[], Any] | None = None,
+                 outcomes: str | os.PathLike[str] | None = None) -> CompareReport:
+    """Replay every record of ``path`` against the current code and compare each outcome with the saved one:
+    same / changed (with a diff) / now failing / now passing / new (nothing saved). ``ignore`` holds paths left
+    out of the comparison (``output.id``, ``messages[*].timestamp``, ``**.created_at``).
+    ``ReplayError`` when the recording or its saved outcomes cannot be read.
+
+    Example::
+
+        report = compare_file("calls.jsonl", ignore=["output.request_id"])
+        assert not report.regressed, report.summary()
+    """
+    saved = _replay_compare.read_outcomes(os.fspath(outcomes) if outcomes is not None else outcomes_path(path))
+    results = replay_file(path, all_records=True, factory=factory)
+    return CompareReport(os.fspath(path), [
+        _replay_compare.compare(r.record, saved.get(r.record.key), r.outcome(), ignore, r.duration) for r in results])
 
 
 def _invoke(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:

@@ -138,13 +138,33 @@ class SpanRecord:
 
     @property
     def observation_type(self) -> str:
-        """FluxLoop's observation type, else the OTel span kind (``internal``, ``server``, ...)."""
-        value = self.attributes.get(attr.OBSERVATION_TYPE)
-        return value if isinstance(value, str) and value else _KIND_NAMES.get(self.kind, "span")
+        """FluxLoop's observation type; for other instrumentations' spans the type their OpenInference kind or
+        GenAI operation says; else the OTel span kind (``internal``, ``server``, ...)."""
+        a = self.attributes
+        value = a.get(attr.OBSERVATION_TYPE)
+        if isinstance(value, str) and value:
+            return value
+        kind = a.get(attr.SPAN_KIND)
+        if isinstance(kind, str) and kind.upper() in _OPENINFERENCE_TYPES:
+            return _OPENINFERENCE_TYPES[kind.upper()]
+        operation = a.get(attr.GEN_AI_OPERATION_NAME)
+        if isinstance(operation, str) and operation in _OPERATION_TYPES:
+            return _OPERATION_TYPES[operation]
+        return _KIND_NAMES.get(self.kind, "span")
 
     @property
     def kind_name(self) -> str:
         return _KIND_NAMES.get(self.kind, str(self.kind))
+
+
+#: Third-party spans: OpenInference span kinds and GenAI operation names as FluxLoop observation types.
+_OPENINFERENCE_TYPES = {"AGENT": attr.TYPE_AGENT, "LLM": attr.TYPE_GENERATION, "TOOL": attr.TYPE_TOOL,
+                        "CHAIN": attr.TYPE_SPAN, "RETRIEVER": "retriever", "EMBEDDING": "embedding",
+                        "RERANKER": "reranker", "GUARDRAIL": "guardrail", "EVALUATOR": "evaluator"}
+_OPERATION_TYPES = {attr.OP_CHAT: attr.TYPE_GENERATION, "text_completion": attr.TYPE_GENERATION,
+                    "generate_content": attr.TYPE_GENERATION, attr.OP_INVOKE_AGENT: attr.TYPE_AGENT,
+                    "create_agent": attr.TYPE_AGENT, attr.OP_EXECUTE_TOOL: attr.TYPE_TOOL,
+                    "embeddings": "embedding"}
 
 
 @dataclass

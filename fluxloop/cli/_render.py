@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -40,7 +40,12 @@ _TYPE_COLORS = {attr.TYPE_AGENT: "35", attr.TYPE_GENERATION: "36", attr.TYPE_TOO
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Inherited context: shown on the span that sets it, not repeated on every span below.
 _INHERITED = ((attr.USER_ID, "user"), (attr.SESSION_ID, "session"), (attr.TAGS, "tags"))
-_USAGE_PREFIX = "gen_ai.usage."
+_USAGE_PREFIX = attr.GEN_AI_USAGE_PREFIX
+_MODEL_KEYS = (attr.GEN_AI_REQUEST_MODEL, attr.GEN_AI_RESPONSE_MODEL, "llm.model_name")
+_OPENINFERENCE_TOKENS = (("llm.token_count.prompt", "input_tokens"), ("llm.token_count.completion", "output_tokens"))
+# Input/output previews: FluxLoop's and OpenInference's keys, then the GenAI chat messages
+_INPUT_KEYS = (attr.INPUT_VALUE, attr.GEN_AI_INPUT_MESSAGES, attr.GEN_AI_TOOL_CALL_ARGUMENTS)
+_OUTPUT_KEYS = (attr.OUTPUT_VALUE, attr.GEN_AI_OUTPUT_MESSAGES, attr.GEN_AI_TOOL_CALL_RESULT)
 
 
 def clean(text: str) -> str:
@@ -255,21 +260,37 @@ def _details(span: SpanRecord, parent: SpanRecord | None, width: int, uni: bool)
         text = f"{error_type}: {message}" if error_type and not message.startswith(str(error_type)) else message
         lines.append((preview(f"error: {text or 'status ERROR'}", width, uni), RED))
     keys: list[str] = []
-    if attr.GEN_AI_REQUEST_MODEL in a:
-        keys.append(f"model={a[attr.GEN_AI_REQUEST_MODEL]}")
-    keys += [f"{key[len(_USAGE_PREFIX):]}={value}" for key, value in a.items() if key.startswith(_USAGE_PREFIX)]
-    if attr.GEN_AI_TOOL_NAME in a:
-        keys.append(f"tool={a[attr.GEN_AI_TOOL_NAME]}")
+    model = next((a[k] for k in _MODEL_KEYS if k in a), None)
+    if model is not None:
+        keys.append(f"model={model}")
+    keys += _tokens(a)
+    tool = a.get(attr.GEN_AI_TOOL_NAME, a.get("tool.name"))
+    if tool is not None:
+        keys.append(f"tool={tool}")
     for key, label in _INHERITED:
         value = a.get(key)
         if value is not None and (parent is None or parent.attributes.get(key) != value):
             keys.append(f"{label}={','.join(map(str, value)) if isinstance(value, list) else value}")
     if keys:
         lines.append((preview("  ".join(keys), width, uni), DIM))
-    for key, label in ((attr.INPUT, "in  "), (attr.OUTPUT, "out ")):
-        if key in a:
-            lines.append((label + preview(a[key], width - len(label), uni), DIM))
+    for keys_in_order, label in ((_INPUT_KEYS, "in  "), (_OUTPUT_KEYS, "out ")):
+        value = next((a[k] for k in keys_in_order if k in a), None)
+        if value is not None:
+            lines.append((label + preview(value, width - len(label), uni), DIM))
     return lines
+
+
+def _tokens(a: Mapping[str, Any]) -> list[str]:
+    """Token counts: GenAI ``gen_ai.usage.*``, else OpenInference ``llm.token_count.*``; counts FluxLoop kept
+    aside because a child span reports them (``fluxloop.usage.*``) are shown in parentheses."""
+    found = [f"{key[len(_USAGE_PREFIX):]}={value}" for key, value in a.items() if key.startswith(_USAGE_PREFIX)]
+    if not found:
+        found = [f"{name}={a[key]}" for key, name in _OPENINFERENCE_TOKENS if key in a]
+    aside = [f"{key[len(attr.FLUXLOOP_USAGE_PREFIX):]}={value}" for key, value in a.items()
+             if key.startswith(attr.FLUXLOOP_USAGE_PREFIX)]
+    if aside:
+        found.append(f"(counted below: {' '.join(aside)})")
+    return found
 
 
 # --- progress ------------------------------------------------------------------------------------------------

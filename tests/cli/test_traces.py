@@ -150,7 +150,7 @@ def test_show_draws_the_span_tree(cli, artifacts: Artifacts) -> None:
     assert "tool=weather" in text
     assert "error: LookupError: no such city: atlantis" in text
     assert 'in  {"question":"weather in atlantis and paris"}' in text
-    assert 'out "?, rain"' in text
+    assert 'out ?, rain' in text  # text output is stored, and shown, as text
 
 
 def test_show_waterfall_is_scaled_to_the_trace(cli, artifacts: Artifacts) -> None:
@@ -215,11 +215,11 @@ def test_show_json_is_the_whole_trace(cli, artifacts: Artifacts) -> None:
     chat, failed = spans[2], spans[3]
     assert chat["attributes"]["gen_ai.usage.input_tokens"] == 11  # OTLP intValue strings decoded
     assert chat["attributes"]["fluxloop.tags"] == ["test"]
-    assert json.loads(chat["attributes"]["fluxloop.input"]) == {"question": "weather in atlantis and paris"}
+    assert json.loads(chat["attributes"]["input.value"]) == {"question": "weather in atlantis and paris"}
     assert failed["status"] == {"code": "ERROR", "message": "no such city: atlantis"}
     assert [e["name"] for e in failed["events"]] == ["exception"]
     assert failed["events"][0]["attributes"]["exception.type"] == "LookupError"
-    assert chat["status"]["code"] == "UNSET" and chat["kind"] == "internal"
+    assert chat["status"]["code"] == "UNSET" and chat["kind"] == "client"
     assert chat["resource"]["service.name"] == "cli-tests" and chat["scope"]["name"] == "fluxloop"
     assert re.fullmatch(rf"{re.escape(str(artifacts.directory))}/spans-.*\.jsonl:\d+", chat["source"])
 
@@ -274,6 +274,46 @@ def test_deep_nesting_and_orphans(cli, tmp_path: Path) -> None:
     assert deep.code == 0 and deep.out.count("└─ level-") == 1999
     orphans = json.loads(cli("traces", "show", "0" * 29 + "abc", "--dir", str(directory), "--json").out)
     assert [(s["name"], s["depth"]) for s in orphans["spans"]] == [("orphan-early", 0), ("orphan-late", 0)]
+
+
+def test_show_renders_third_party_genai_spans(cli, tmp_path: Path) -> None:
+    """Spans of other instrumentations (OpenInference, GenAI semantic conventions) get a type, model, tokens and
+    input/output previews like FluxLoop's own."""
+    directory = tmp_path / "third-party"
+
+    def build(tracer: otel_trace.Tracer) -> None:
+        with tracer.start_as_current_span("agent run", attributes={
+                "openinference.span.kind": "AGENT", "input.value": "plan a trip"}):
+            with tracer.start_as_current_span("ChatCompletion", attributes={
+                    "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o",
+                    "llm.token_count.prompt": 12, "llm.token_count.completion": 5,
+                    "input.value": '{"messages": [{"role": "user", "content": "plan a trip"}]}',
+                    "output.value": "Go to Lisbon."}):
+                pass
+            with tracer.start_as_current_span("chat claude-haiku", kind=otel_trace.SpanKind.CLIENT, attributes={
+                    "gen_ai.operation.name": "chat", "gen_ai.request.model": "claude-haiku",
+                    "gen_ai.usage.input_tokens": 9, "gen_ai.usage.output_tokens": 4,
+                    "gen_ai.input.messages": '[{"role": "user", "parts": [{"type": "text", "content": "why?"}]}]',
+                    "gen_ai.output.messages": '[{"role": "assistant", "parts": [{"type": "text", '
+                                              '"content": "Because."}], "finish_reason": "stop"}]'}):
+                pass
+            with tracer.start_as_current_span("execute_tool weather", attributes={
+                    "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "weather",
+                    "gen_ai.tool.call.arguments": '{"city": "Lisbon"}', "gen_ai.tool.call.result": "sunny"}):
+                pass
+
+    _otel_spans(directory, build)
+    shown = json.loads(cli("traces", "show", "--dir", str(directory), "--json").out)
+    assert {span["name"]: span["observation_type"] for span in shown["spans"]} == {
+        "agent run": "agent", "ChatCompletion": "generation", "chat claude-haiku": "generation",
+        "execute_tool weather": "tool"}
+    text = cli("traces", "show", "--dir", str(directory)).out
+    assert re.search(r"ChatCompletion\s+generation", text) and re.search(r"execute_tool weather\s+tool", text)
+    assert "model=gpt-4o input_tokens=12 output_tokens=5" in text, text
+    assert "model=claude-haiku input_tokens=9 output_tokens=4" in text
+    assert "in  plan a trip" in text and "out Go to Lisbon." in text
+    assert 'in  [{"role": "user", "parts"' in text and "tool=weather" in text
+    assert 'in  {"city": "Lisbon"}' in text and "out sunny" in text
 
 
 # --- colors --------------------------------------------------------------------------------------------------

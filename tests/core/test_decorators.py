@@ -9,9 +9,10 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 import fluxloop
+from fluxloop import _runtime
 from fluxloop.testing import CapturedSpans, capture_spans
 
 
@@ -38,10 +39,13 @@ def test_agent_span_name_and_attributes(spans: CapturedSpans) -> None:
     assert a["fluxloop.name"] == "MyAgent"
     assert a["gen_ai.operation.name"] == "invoke_agent"
     assert a["gen_ai.agent.name"] == "MyAgent"
-    assert json.loads(a["fluxloop.input"]) == {"query": "hi"}
-    assert json.loads(a["fluxloop.output"]) == "HI"
+    assert json.loads(a["input.value"]) == {"query": "hi"} and a["input.mime_type"] == "application/json"
+    assert a["output.value"] == "HI" and a["output.mime_type"] == "text/plain"  # text stored as text
+    assert a["openinference.span.kind"] == "AGENT"
     assert a["fluxloop.metadata.version"] == "1.0"
     assert a["fluxloop.metadata.layer"] == "entry"
+    assert json.loads(a["metadata"]) == {"version": "1.0", "layer": "entry"}
+    assert a["mlflow.traceTag.version"] == "1.0"  # a root span: its metadata are MLflow trace tags
     assert span.status.status_code is StatusCode.UNSET
 
 
@@ -108,7 +112,7 @@ def test_tool_span(spans: CapturedSpans) -> None:
     assert a["gen_ai.operation.name"] == "execute_tool"
     assert a["gen_ai.tool.name"] == "WebSearch"
     assert a["gen_ai.tool.description"] == "Search the web for information"
-    assert json.loads(a["fluxloop.output"]) == ["a", "b"]
+    assert json.loads(a["output.value"]) == ["a", "b"]
 
 
 def test_trace_decorator_and_observation_type(spans: CapturedSpans) -> None:
@@ -145,7 +149,7 @@ def test_capture_flags(spans: CapturedSpans) -> None:
 
     quiet("in")
     a = attrs(spans.by_name("invoke_agent quiet"))
-    assert "fluxloop.input" not in a and "fluxloop.output" not in a
+    assert "input.value" not in a and "output.value" not in a
 
 
 def test_global_capture_option(spans: CapturedSpans) -> None:
@@ -157,7 +161,7 @@ def test_global_capture_option(spans: CapturedSpans) -> None:
 
     t(1)
     a = attrs(spans.by_name("execute_tool t"))
-    assert "fluxloop.input" not in a and a["fluxloop.output"] == "1"
+    assert "input.value" not in a and a["output.value"] == "1"
 
 
 def test_defaults_and_kwargs_are_bound_by_name(spans: CapturedSpans) -> None:
@@ -172,9 +176,9 @@ def test_defaults_and_kwargs_are_bound_by_name(spans: CapturedSpans) -> None:
         return None
 
     u(1)
-    assert json.loads(attrs(spans.by_name("execute_tool t"))["fluxloop.input"]) == {
+    assert json.loads(attrs(spans.by_name("execute_tool t"))["input.value"]) == {
         "a": 1, "b": 5, "rest": [6, 7], "c": 4, "d": 8}
-    assert json.loads(attrs(spans.by_name("execute_tool u"))["fluxloop.input"]) == {"a": 1, "b": 2}
+    assert json.loads(attrs(spans.by_name("execute_tool u"))["input.value"]) == {"a": 1, "b": 2}
 
 
 # -- kinds of callables ------------------------------------------------------------------------------------
@@ -191,7 +195,9 @@ def test_metadata_preserved() -> None:
     assert handler.__name__ == "handler" and handler.__doc__ == "Docs."
     assert str(inspect.signature(handler)) == "(message: 'str', *, retries: 'int' = 1) -> 'str'"
     assert inspect.iscoroutinefunction(handler)
-    assert inspect.isgeneratorfunction(gen)
+    # a generator function's wrapper is a plain function returning a generator-like proxy: the span starts,
+    # and takes its parent, at the call (DESIGN §2)
+    assert gen.__name__ == "gen" and list(gen(3)) == [3]
     assert isinstance(handler, functools.partial) is False and handler.__wrapped__ is not None
 
 
@@ -202,7 +208,7 @@ async def test_async_function(spans: CapturedSpans) -> None:
         return message + "!"
 
     assert await chat_bot("hi") == "hi!"
-    assert json.loads(attrs(spans.by_name("invoke_agent ChatBot"))["fluxloop.output"]) == "hi!"
+    assert attrs(spans.by_name("invoke_agent ChatBot"))["output.value"] == "hi!"
 
 
 def test_methods_never_capture_self_or_cls(spans: CapturedSpans) -> None:
@@ -230,10 +236,10 @@ def test_methods_never_capture_self_or_cls(spans: CapturedSpans) -> None:
 
     h = Handler()
     assert (h.handle(1), Handler.build(2), Handler.build2(3), h.util(4), Handler.util(5)) == (1, 2, 3, 4, 5)
-    assert json.loads(attrs(spans.by_name("invoke_agent inst"))["fluxloop.input"]) == {"x": 1}
-    assert json.loads(attrs(spans.by_name("execute_tool cm"))["fluxloop.input"]) == {"y": 2}
-    assert json.loads(attrs(spans.by_name("execute_tool cm2"))["fluxloop.input"]) == {"y": 3}
-    inputs = [json.loads(attrs(s)["fluxloop.input"]) for s in spans if s.name == "execute_tool sm"]
+    assert json.loads(attrs(spans.by_name("invoke_agent inst"))["input.value"]) == {"x": 1}
+    assert json.loads(attrs(spans.by_name("execute_tool cm"))["input.value"]) == {"y": 2}
+    assert json.loads(attrs(spans.by_name("execute_tool cm2"))["input.value"]) == {"y": 3}
+    inputs = [json.loads(attrs(s)["input.value"]) for s in spans if s.name == "execute_tool sm"]
     assert inputs == [{"z": 4}, {"z": 5}]
 
 
@@ -255,7 +261,7 @@ def test_generator_span_stays_open_and_captures_items(spans: CapturedSpans) -> N
     rest = list(gen)
     assert rest == [1, 2]
     parent = spans.by_name("invoke_agent stream")
-    assert json.loads(attrs(parent)["fluxloop.output"]) == [0, 1, 2]
+    assert json.loads(attrs(parent)["output.value"]) == [0, 1, 2]
     assert len(spans.children_of(parent)) == 3  # the span was current while the generator ran
 
 
@@ -282,8 +288,14 @@ def test_generator_output_is_bounded(spans: CapturedSpans) -> None:
         yield from range(250)
 
     assert sum(many()) == sum(range(250))
-    out = json.loads(attrs(spans.by_name("invoke_agent many"))["fluxloop.output"])
-    assert out[:100] == list(range(100)) and out[-1] == "...[150 more items]" and len(out) == 101
+    out = json.loads(attrs(spans.by_name("invoke_agent many"))["output.value"])
+    assert out == list(range(250))  # all kept while they fit max_attribute_length
+
+    fluxloop.configure(max_attribute_length=1000)
+    assert sum(many()) == sum(range(250))
+    out = json.loads(attrs([s for s in spans if s.name == "invoke_agent many"][-1])["output.value"])
+    kept = len(out) - 1
+    assert 0 < kept < 250 and out[:kept] == list(range(kept)) and out[-1] == f"...[{250 - kept} more items]"
 
 
 def test_generator_closed_early_ends_span(spans: CapturedSpans) -> None:
@@ -298,7 +310,7 @@ def test_generator_closed_early_ends_span(spans: CapturedSpans) -> None:
     assert [next(gen) for _ in range(3)] == [0, 1, 2]
     gen.close()
     span = spans.by_name("invoke_agent forever")
-    assert json.loads(attrs(span)["fluxloop.output"]) == [0, 1, 2]
+    assert json.loads(attrs(span)["output.value"]) == [0, 1, 2]
     assert span.status.status_code is StatusCode.UNSET
 
 
@@ -345,7 +357,7 @@ async def test_async_generator(spans: CapturedSpans) -> None:
     items = [x async for x in stream(3)]
     assert items == [0, 1, 2]
     parent = spans.by_name("chat m")
-    assert json.loads(attrs(parent)["fluxloop.output"]) == [0, 1, 2]
+    assert json.loads(attrs(parent)["output.value"]) == [0, 1, 2]
     assert len(spans.children_of(parent)) == 3
 
 
@@ -418,8 +430,8 @@ def test_instrumentation_errors_never_reach_the_call(spans: CapturedSpans) -> No
     result = f(BadRepr(), cyclic)
     assert result["self_ref"] is cyclic
     a = attrs(spans.by_name("invoke_agent f"))
-    assert json.loads(a["fluxloop.input"]) == {"a": "<unrepresentable BadRepr>", "b": ["<cycle>"]}
-    assert json.loads(a["fluxloop.output"]) == {"self_ref": ["<cycle>"], "bad": "<unrepresentable BadRepr>"}
+    assert json.loads(a["input.value"]) == {"a": "<unrepresentable BadRepr>", "b": ["<cycle>"]}
+    assert json.loads(a["output.value"]) == {"self_ref": ["<cycle>"], "bad": "<unrepresentable BadRepr>"}
 
 
 def test_sensitive_input_is_masked_with_paths(spans: CapturedSpans) -> None:
@@ -429,9 +441,9 @@ def test_sensitive_input_is_masked_with_paths(spans: CapturedSpans) -> None:
 
     call("q", {"api_key": "sk-live-aaaaaaaaaaaaaaaaaaaa", "nested": [{"password": "hunter2"}]})
     a = attrs(spans.by_name("execute_tool call"))
-    assert "sk-live" not in a["fluxloop.input"] and "hunter2" not in a["fluxloop.input"]
-    assert json.loads(a["fluxloop.input"])["config"] == {"api_key": "***", "nested": [{"password": "***"}]}
-    assert "abcdefghijklmnop1234" not in a["fluxloop.output"]
+    assert "sk-live" not in a["input.value"] and "hunter2" not in a["input.value"]
+    assert json.loads(a["input.value"])["config"] == {"api_key": "***", "nested": [{"password": "***"}]}
+    assert "abcdefghijklmnop1234" not in a["output.value"]
     assert set(a["fluxloop.masked_paths"]) == {"input.config.api_key", "input.config.nested[0].password"}
 
 
@@ -444,10 +456,11 @@ def test_large_values_are_truncated_with_a_marker(spans: CapturedSpans) -> None:
 
     big("x" * 100_000)
     a = attrs(spans.by_name("execute_tool big"))
-    for key in ("fluxloop.input", "fluxloop.output"):
+    for key in ("input.value", "output.value"):
         assert len(a[key]) <= 1100
         assert "truncated" in a[key]
-        json.loads(a[key])  # still valid JSON
+    json.loads(a["input.value"])  # still valid JSON
+    assert a["output.mime_type"] == "text/plain" and a["output.value"].endswith(" chars]")
 
 
 # -- switches ---------------------------------------------------------------------------------------------------
@@ -510,3 +523,101 @@ def test_sampling_is_decided_once_per_trace(spans: CapturedSpans) -> None:
     children = [s for s in spans if s.name == "execute_tool child"]
     assert len(children) == 2 * len(roots)  # every kept trace is complete
     assert {s.context.trace_id for s in children} == kept_traces
+
+
+# -- what the backends read, and when ---------------------------------------------------------------------------
+def test_every_span_has_a_kind_both_backends_read(spans: CapturedSpans) -> None:
+    @fluxloop.trace
+    def step() -> int:
+        return 1
+
+    @fluxloop.tool
+    def look(tool_call_id: str) -> str:
+        return "found"
+
+    @fluxloop.prompt(model="m", provider="acme")
+    def ask() -> str:
+        return "x"
+
+    @fluxloop.agent(provider="openai", agent_id="a-1", description="Answers")
+    def main() -> None:
+        step()
+        look("call_7")
+        ask()
+
+    main()
+    kinds = {s.name: dict(s.attributes)["openinference.span.kind"] for s in spans}
+    assert kinds == {"step": "CHAIN", "execute_tool look": "TOOL", "chat m": "LLM", "invoke_agent main": "AGENT"}
+    assert spans.by_name("chat m").kind is SpanKind.CLIENT and spans.by_name("step").kind is SpanKind.INTERNAL
+    assert dict(spans.by_name("chat m").attributes)["gen_ai.provider.name"] == "acme"
+    agent = dict(spans.by_name("invoke_agent main").attributes)
+    assert (agent["gen_ai.provider.name"], agent["gen_ai.agent.id"], agent["gen_ai.agent.description"]) == (
+        "openai", "a-1", "Answers")
+    assert dict(spans.by_name("execute_tool look").attributes)["gen_ai.tool.call.id"] == "call_7"
+
+
+def test_sampler_and_on_start_see_the_routing_attributes(spans: CapturedSpans,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the SDK hands a sampler and every on_start processor is what start_span receives: spy on that call
+    # of FluxLoop's own tracer (whichever provider it joined), and check a real on_start processor too.
+    tracer = _runtime.RUNTIME.start()
+    seen: list[dict] = []
+    real_start = tracer.start_span
+
+    def spy(name, context=None, kind=SpanKind.INTERNAL, attributes=None, *args, **kwargs):
+        seen.append(dict(attributes or {}))
+        span = real_start(name, context, kind, attributes, *args, **kwargs)
+        seen.append(dict(span.attributes or {}))  # what an on_start processor reads off the span
+        return span
+
+    monkeypatch.setattr(tracer, "start_span", spy)
+
+    @fluxloop.prompt(name="answer", model="gpt-4o-mini", provider="openai")
+    def answer(q: str) -> str:
+        return q
+
+    answer("hi")
+    assert len(seen) == 2
+    for start in seen:
+        assert {k: start.get(k) for k in ("gen_ai.operation.name", "gen_ai.request.model", "gen_ai.provider.name",
+                                          "fluxloop.observation.type", "openinference.span.kind")} == {
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.provider.name": "openai", "fluxloop.observation.type": "generation",
+            "openinference.span.kind": "LLM"}
+
+
+def test_decorator_metadata_is_masked_with_the_configuration_at_call_time(spans: CapturedSpans) -> None:
+    @fluxloop.agent(metadata={"deployment": "eu-1", "customer_ref": "C-991"})
+    def handle() -> None:
+        return None
+
+    handle()
+    fluxloop.configure(mask_patterns=["customer_ref"])  # configured after decoration: applies to later calls
+    handle()
+    first, second = (dict(s.attributes) for s in spans if s.name == "invoke_agent handle")
+    assert first["fluxloop.metadata.customer_ref"] == "C-991"
+    assert second["fluxloop.metadata.customer_ref"] == "***" and "C-991" not in second["metadata"]
+    assert list(second["fluxloop.masked_paths"]) == ["metadata.customer_ref"]
+    assert second["fluxloop.metadata.deployment"] == "eu-1"
+
+
+@fluxloop.agent
+def tokens(n: int):
+    yield from range(n)
+
+
+@fluxloop.agent
+def other(x: int) -> int:
+    return x
+
+
+def test_a_returned_stream_leaves_no_recording_scope_open(spans: CapturedSpans, tmp_path) -> None:
+    recording_file = tmp_path / "args.jsonl"
+    fluxloop.configure(record_args=True, recording_file=str(recording_file))
+    stream = tokens(3)  # recorded at the call; its scope is not left open in the caller's context
+    other(7)  # a separate agent call, not nested in the stream's
+    assert list(stream) == [0, 1, 2]
+    assert fluxloop.flush(timeout=10)
+    records = [json.loads(line) for line in recording_file.read_text().splitlines()]
+    assert [(r["target"].rsplit(":", 1)[-1], r["kwargs"]) for r in records] == [("tokens", {"n": 3}),
+                                                                                 ("other", {"x": 7})]

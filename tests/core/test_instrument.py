@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import threading
 
 import pytest
@@ -115,7 +116,7 @@ async def test_concurrent_tasks_keep_their_own_trees(spans: CapturedSpans) -> No
         scope = by_id[tool.parent.span_id]
         assert scope.name == f"job-{n}"
         assert by_id[scope.parent.span_id].name == "invoke_agent job"
-        assert tool.attributes["fluxloop.input"] == f'{{"i":{n}}}'
+        assert tool.attributes["input.value"] == f'{{"i":{n}}}'
 
 
 def test_threads_started_with_copied_context(spans: CapturedSpans) -> None:
@@ -168,3 +169,48 @@ def test_disabled_instrument_is_a_harmless_no_op(spans: CapturedSpans) -> None:
         ctx.set_user("u")
         assert ctx.trace_id == "0" * 32
     assert spans.names == []
+
+
+# -- what the backends' UIs read -------------------------------------------------------------------------------
+def test_root_previews_default_to_first_input_and_last_output(spans: CapturedSpans) -> None:
+    with fluxloop.instrument("conversation", session_id="s-9", tags=["beta"], metadata={"plan": "pro"}):
+        step(1)
+        step(2)
+    root = dict(spans.by_name("conversation").attributes)
+    assert root["openinference.span.kind"] == "CHAIN"
+    assert (root["input.value"], root["input.mime_type"]) == ('{"i":1}', "application/json")
+    assert (root["output.value"], root["output.mime_type"]) == ("2", "application/json")
+    assert list(root["tag.tags"]) == list(root["fluxloop.tags"]) == ["beta"]
+    assert json.loads(root["metadata"]) == {"plan": "pro"}
+    assert root["mlflow.traceTag.plan"] == "pro" and root["mlflow.traceTag.beta"] == "true"
+    assert root["session.id"] == root["gen_ai.conversation.id"] == "s-9"
+    tool = dict([s for s in spans if s.name == "execute_tool step"][0].attributes)
+    assert list(tool["tag.tags"]) == ["beta"] and json.loads(tool["metadata"]) == {"plan": "pro"}
+    assert not any(k.startswith("mlflow.traceTag.") for k in tool)  # trace tags live on the root only
+
+
+def test_explicit_previews_win(spans: CapturedSpans) -> None:
+    with fluxloop.instrument("turn", input={"question": "why?"}) as ctx:
+        step(1)
+        ctx.set_output("because")
+        step(2)
+    root = dict(spans.by_name("turn").attributes)
+    assert json.loads(root["input.value"]) == {"question": "why?"}
+    assert (root["output.value"], root["output.mime_type"]) == ("because", "text/plain")
+
+    with fluxloop.instrument("turn2") as ctx:
+        ctx.set_input("hello, Bearer abcdefghijklmnopqrstuvwxyz123456")
+    root = dict(spans.by_name("turn2").attributes)
+    assert root["input.value"].startswith("hello, Bearer ") and "abcdefghijklmnop" not in root["input.value"]
+
+
+def test_only_direct_children_feed_the_previews(spans: CapturedSpans) -> None:
+    @fluxloop.agent
+    def outer(q: str) -> str:
+        step(99)
+        return q.upper()
+
+    with fluxloop.instrument("root"):
+        outer("hi")
+    root = dict(spans.by_name("root").attributes)
+    assert (root["input.value"], root["output.value"]) == ('{"q":"hi"}', "HI")

@@ -18,6 +18,7 @@ import pytest
 
 import fluxloop
 from fluxloop.testing import capture_spans
+from fluxloop.replay import load_records, select_records
 
 # The original README lives beside the repository (../shared/seed), not in it: a plain clone has no copy.
 SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "fluxloop-sdk-README.md"
@@ -150,10 +151,13 @@ def test_recording_block_writes_the_documented_line(tmp_path: Path) -> None:
     handler = ns["MessageHandler"]()
     asyncio.run(handler.handle_message("ws-123", {"content": "test"}, {"auth_token": "secret-tok"}, Collector(),
                                        Errors()))
-    assert fluxloop.flush(timeout=10)
+    # No flush: the lines are on disk when the call returns. The automatic record (span start) comes first, the
+    # handler's own record last; replay takes the handler's record in place of the automatic one.
     lines = (tmp_path / "agent_args.jsonl").read_text().splitlines()
-    assert len(lines) == 1
-    record = json.loads(lines[0])
+    assert len(lines) == 2
+    [replayable] = select_records(load_records(tmp_path / "agent_args.jsonl"), all_records=True)
+    assert replayable.line == 2
+    record = json.loads(lines[-1])
     assert record["_version"] == "1" and record["iteration"] == 0
     assert record["target"] == "examples.message_handler:MessageHandler.handle_message"
     assert record["kwargs"]["connection_id"] == "ws-123"

@@ -43,7 +43,7 @@ def test_values_convert() -> None:
     assert data["enum"] == "red" and data["uuid"] == str(uuid.UUID(int=1))
     assert data["dc"] == {"x": 1, "token": "***"}
     assert data["model"] == {"name": "n", "password": "***"}
-    assert data["bytes"] == repr(b"\x00\x01")
+    assert data["bytes"] == "<repr:" + repr(b"\x00\x01") + ">"
     assert data["1"] == "int key" and data["null"] == "none key"
     assert data["list"] == [1, [2, 3]] and data["set"] == [4]
     assert sorted(masked) == ["dc.token", "model.password"]
@@ -129,7 +129,7 @@ def test_hostile_values_never_raise() -> None:
     assert data["bad"] == "<unrepresentable BadRepr>"
     assert data["cyc"] == {"self": "<cycle>"}
     assert data["big"] == str(10**40) and data["nan"] is None and data["inf"] is None
-    assert data["gen"].startswith("<generator object")
+    assert data["gen"].startswith("<repr:<generator object")
     assert "(1, 2)" in data
     assert "<max depth>" in text
     line, _ = dumps(value)
@@ -142,7 +142,7 @@ def test_repr_of_unknown_objects_is_cut_to_100_characters() -> None:
             return "L" * 500
 
     data, _ = to_jsonable({"v": Long()})
-    assert data["v"] == "L" * 100
+    assert data["v"] == "<repr:" + "L" * 100 + ">"
 
 
 def test_truncation_keeps_valid_json_with_a_marker() -> None:
@@ -165,3 +165,67 @@ def test_bound_methods_of_one_collector_object_get_send_and_error_markers() -> N
     conn = Connection()
     assert callable_marker(conn.send) == "<builtin:collector.send>"
     assert callable_marker(conn.send_error) == "<builtin:collector.error>"
+
+
+# --- the masking rules (README "Masking") --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["api_key", "apiKey", "X-API-Key", "APIKey", "auth_token", "accessToken",
+                                 "refresh_token", "password", "dbPassword", "client_secret", "credentials",
+                                 "Authorization", "set-cookie", "private_key", "token", "key", "oauth_token",
+                                 "id_token", "token_type"])
+def test_secret_keys_by_their_words(key: str) -> None:
+    assert Masker().is_sensitive_key(key)
+
+
+@pytest.mark.parametrize("key", ["author", "authored_by", "keyboard", "monkey", "tokenizer", "max_tokens",
+                                 "prompt_tokens", "completion_tokens", "input_tokens", "cached_tokens",
+                                 "completion_tokens_details", "token_count", "max_token", "total_token_usage",
+                                 "gen_ai.usage.output_tokens", "llm.token_count.prompt", "keys", "monkeys"])
+def test_names_that_only_contain_a_secret_word_are_not_secret(key: str) -> None:
+    assert not Masker().is_sensitive_key(key)
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("Authorization: Bearer abcdefghijklmnop", "Authorization: Bearer ***"),
+    ("use sk-proj-abcdefghijklmnopqrstuvwx now", "use sk-*** now"),
+    ("id eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlMTIz", "id eyJ***"),
+    ("AKIAIOSFODNN7EXAMPLE", "AKIA***"),
+    ("ghp_abcdefghijklmnopqrstuvwxyz0123", "ghp_***"),
+    ("redis://:s3cr3t@cache:6379/0", "redis://:***@cache:6379/0"),
+    ("https://bob:hunter2@example.com/x", "https://bob:***@example.com/x"),
+    ("GET /v1/items?api_key=abc123&limit=10", "GET /v1/items?api_key=***&limit=10"),
+    ("login failed: password: hunter2 (user bob)", "login failed: password: *** (user bob)"),
+    ("Config(api_key='abc', retries=3)", "Config(api_key='***', retries=3)"),
+    ('{"client_secret": "abc", "max_tokens": 5}', '{"client_secret": "***", "max_tokens": 5}'),
+    ("max_tokens=256 temperature: 0.2", "max_tokens=256 temperature: 0.2"),
+    ("see https://example.com/a:b at 12:30", "see https://example.com/a:b at 12:30"),
+    ("task-abcdefghijklmnopqrstuvwxyz", "task-abcdefghijklmnopqrstuvwxyz"),
+])
+def test_secret_shapes_in_text(text: str, masked: str) -> None:
+    assert Masker().mask_text(text) == masked
+
+
+def test_a_secret_straddling_the_cut_is_masked_before_the_cut() -> None:
+    from fluxloop._masking import SCAN_MARGIN
+
+    secret = "sk-live-" + "Z" * 40
+    for offset in range(0, 60, 3):
+        text = "x" * (1000 - offset) + " " + secret + " tail" * 100
+        cut, _ = Masker().mask_bounded(text, 1000)
+        assert "ZZZZ" not in cut and len(cut) <= 1000
+    big = "y" * 10_000
+    assert Masker().mask_bounded(big, 100) == ("y" * 100, 9_900)
+    assert SCAN_MARGIN >= 64
+
+
+def test_both_serializer_paths_mask_pairs_namedtuples_and_secret_keys() -> None:
+    from typing import NamedTuple
+
+    class Creds(NamedTuple):
+        user: str
+        password: str
+
+    value = {"creds": Creds("bob", "pw1"), "headers": [("X-Api-Key", "k1")], "sk-abcdefghijklmnopqrstuv": 1}
+    for text in (dumps_attribute(value, 10_000)[0], dumps(value)[0].decode()):
+        assert json.loads(text) == {"creds": {"user": "bob", "password": "***"}, "headers": [["X-Api-Key", "***"]],
+                                    "sk-***": 1}

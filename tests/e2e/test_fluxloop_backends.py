@@ -23,8 +23,8 @@ pytestmark = pytest.mark.e2e
 
 SERVICE = "e2e-svc"
 AGENT, PROMPT, TOOL = "invoke_agent planner", "chat gpt-4o-mini", "execute_tool search"
-# How each backend classifies the agent, chat and tool spans from their gen_ai.operation.name.
-_KIND_LABELS = {"phoenix": ("AGENT", "LLM", "TOOL"), "mlflow": ("AGENT", "CHAT_MODEL", "TOOL")}
+# How each backend classifies the agent, chat and tool spans (from openinference.span.kind).
+_KIND_LABELS = {"phoenix": ("AGENT", "LLM", "TOOL"), "mlflow": ("AGENT", "LLM", "TOOL")}
 
 
 @fluxloop.prompt(name="draft", model="gpt-4o-mini")
@@ -76,19 +76,19 @@ def _assert_planner_trace(trace_: Trace, backend: Backend) -> None:
         _assert_attributes(tool, "tool", "search", "execute_tool",
                            {"gen_ai.tool.name": "search", "gen_ai.tool.description": "Search the web"})
 
-    assert json_value(agent.attributes["fluxloop.input"]) == {"question": "what is otel?"}
-    output = json_value(agent.attributes["fluxloop.output"])
+    assert json_value(agent.attributes["input.value"]) == {"question": "what is otel?"}
+    output = json_value(agent.attributes["output.value"])
     assert (output["draft"], output["hits"], output["failure"]) == (
         "draft answer to: what is otel?", ["hit for what is otel?"], "boom")
-    assert json_value(prompt.attributes["fluxloop.input"]) == {"question": "what is otel?"}
-    assert json_value(prompt.attributes["fluxloop.output"]) == "draft answer to: what is otel?"
-    assert json_value(ok_tool.attributes["fluxloop.input"]) == {"query": "what is otel?"}
-    assert json_value(ok_tool.attributes["fluxloop.output"]) == ["hit for what is otel?"]
+    assert json_value(prompt.attributes["input.value"]) == {"question": "what is otel?"}
+    assert json_value(prompt.attributes["output.value"]) == "draft answer to: what is otel?"
+    assert json_value(ok_tool.attributes["input.value"]) == {"query": "what is otel?"}
+    assert json_value(ok_tool.attributes["output.value"]) == ["hit for what is otel?"]
 
     assert agent.status_code != "ERROR"
     assert ok_tool.status_code != "ERROR"
-    assert json_value(bad_tool.attributes["fluxloop.input"]) == {"query": "explode"}
-    assert "fluxloop.output" not in bad_tool.attributes
+    assert json_value(bad_tool.attributes["input.value"]) == {"query": "explode"}
+    assert "output.value" not in bad_tool.attributes
     assert bad_tool.status_message == "boom"
     assert bad_tool.attributes["error.type"] == "ValueError"
     [event] = [e for e in bad_tool.events if e.name == "exception"]
@@ -144,7 +144,7 @@ def test_offline_files_forwarded_later(backend: Backend, tmp_path: Path) -> None
     tracer = provider.get_tracer("fluxloop-e2e-offline")
     try:
         with tracer.start_as_current_span("invoke_agent planner", attributes={"gen_ai.agent.name": "planner",
-                                                                              "fluxloop.input": '{"n": 1}'}) as root:
+                                                                              "input.value": '{"n": 1}'}) as root:
             with tracer.start_as_current_span("chat gpt-4o-mini", attributes={"gen_ai.usage.input_tokens": 7}):
                 pass
             try:
@@ -162,7 +162,7 @@ def test_offline_files_forwarded_later(backend: Backend, tmp_path: Path) -> None
     assert got.names() == [PROMPT, TOOL, AGENT]
     agent, prompt, tool = got.one(AGENT), got.one(PROMPT), got.one(TOOL)
     assert prompt.parent_id == agent.span_id and tool.parent_id == agent.span_id and agent.parent_id is None
-    assert json_value(agent.attributes["fluxloop.input"]) == {"n": 1}
+    assert json_value(agent.attributes["input.value"]) == {"n": 1}
     assert prompt.attributes["gen_ai.usage.input_tokens"] == 7
     assert tool.status_code == "ERROR"
     assert [e.attributes["exception.message"] for e in tool.events if e.name == "exception"] == ["boom"]

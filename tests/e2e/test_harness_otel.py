@@ -30,7 +30,7 @@ def _send_agent_trace(backend: Backend, resource: Resource) -> str:
         with tracer.start_as_current_span(
             "invoke_agent planner",
             attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner",
-                        "fluxloop.input": '{"question": "why?"}', "harness.count": 3, "harness.flag": True},
+                        "input.value": '{"question": "why?"}', "harness.count": 3, "harness.flag": True},
         ) as agent:
             with tracer.start_as_current_span(
                 "chat gpt-4o-mini",
@@ -69,7 +69,7 @@ def test_plain_otel_trace_round_trips(backend: Backend) -> None:
     assert agent.attributes["gen_ai.agent.name"] == "planner"
     assert agent.attributes["harness.count"] == 3
     assert agent.attributes["harness.flag"] is True
-    assert json_value(agent.attributes["fluxloop.input"]) == {"question": "why?"}
+    assert json_value(agent.attributes["input.value"]) == {"question": "why?"}
     assert prompt.attributes["gen_ai.request.model"] == "gpt-4o-mini"
     assert agent.status_code == "UNSET"
     assert (tool.status_code, tool.status_message) == ("ERROR", "boom")

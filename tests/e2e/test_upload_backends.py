@@ -69,12 +69,12 @@ def _assert_courier_trace(got: Trace, topic: str) -> None:
     tools = got.named(TOOL)
     assert agent.parent_id is None
     assert {span.parent_id for span in (prompt, *tools)} == {agent.span_id}
-    assert json_value(agent.attributes["fluxloop.input"]) == {"topic": topic}
+    assert json_value(agent.attributes["input.value"]) == {"topic": topic}
     assert prompt.attributes["gen_ai.request.model"] == "gpt-4o-mini"
     assert prompt.attributes["gen_ai.usage.input_tokens"] == 9
     failed = next(span for span in tools if span.status_code == "ERROR")
     ok = next(span for span in tools if span.status_code != "ERROR")
-    assert json_value(ok.attributes["fluxloop.output"]) == f"facts on {topic}"
+    assert json_value(ok.attributes["output.value"]) == f"facts on {topic}"
     assert failed.attributes["error.type"] == "KeyError"
     assert [e.attributes["exception.type"] for e in failed.events if e.name == "exception"] == ["KeyError"]
 

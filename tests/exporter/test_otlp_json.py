@@ -38,7 +38,7 @@ def rich_spans() -> list[ReadableSpan]:
     with agent.start_as_current_span("invoke_agent planner", context=trace.set_span_in_context(
             trace.NonRecordingSpan(remote)), kind=SpanKind.SERVER) as root:
         root.set_attributes({
-            "fluxloop.input": '{"q": "hi"}', "empty": "", "flag": True, "off": False, "n": -42, "big": 2**62,
+            "input.value": '{"q": "hi"}', "empty": "", "flag": True, "off": False, "n": -42, "big": 2**62,
             "ratio": 0.25, "tags": ["a", "b"], "ints": [1, 2, 3], "floats": [1.5, -2.0], "bools": [True, False],
             "raw": b"\x00\xffbytes", "unicode": "héllo ✓ 日本",
         })
@@ -100,7 +100,7 @@ def test_json_has_the_collector_file_exporter_shape() -> None:
     assert root["endTimeUnixNano"] == str(source.end_time)
     assert root["status"] == {}
     values = {kv["key"]: kv["value"] for kv in root["attributes"]}
-    assert values["fluxloop.input"] == {"stringValue": '{"q": "hi"}'}
+    assert values["input.value"] == {"stringValue": '{"q": "hi"}'}
     assert values["empty"] == {"stringValue": ""}
     assert values["flag"] == {"boolValue": True} and values["off"] == {"boolValue": False}
     assert values["n"] == {"intValue": "-42"} and values["big"] == {"intValue": str(2**62)}

@@ -15,7 +15,9 @@ import fluxloop
 from fluxloop import recording
 from fluxloop.testing import capture_spans
 
-from ._helpers import read_records
+from fluxloop._recorder import suppressed
+
+from ._helpers import read_records, replayable
 
 MODULE = __name__
 
@@ -163,9 +165,13 @@ def test_seed_message_handler_yields_exactly_one_record_per_call(rec_file: Path)
         asyncio.run(handler.handle_message(f"ws-{i}", {"content": f"m{i}"}, {"auth_token": "secret"}, messages,
                                            errors))
         sent.append(messages.messages)
-    records = read_records(rec_file)
-    assert [(r["target"], r["iteration"]) for r in records] == [
+    lines = read_records(rec_file)
+    assert len(lines) == 6  # each call: its automatic record at span start, then the handler's own
+    assert [(lines[i]["span_id"], lines[i]["iteration"]) for i in (0, 2, 4)] == [
+        (lines[i + 1]["span_id"], lines[i + 1]["iteration"]) for i in (0, 2, 4)]
+    assert [(r.target, r.iteration) for r in replayable(rec_file)] == [
         ("examples.message_handler:MessageHandler.handle_message", i) for i in range(3)]
+    records = lines[1::2]
     assert records[0]["kwargs"] == {"connection_id": "ws-0", "data": {"content": "m0"},
                                     "user_connection": {"auth_token": "***"},
                                     "send_message_callback": "<builtin:collector.send>",
@@ -178,11 +184,12 @@ async def test_concurrent_self_recording_calls_each_give_one_record(rec_file: Pa
     handler = MessageHandler()
     await asyncio.gather(*(handler.handle_message(f"ws-{i}", {"content": i}, {}, Collector(), Errors())
                            for i in range(20)))
-    records = read_records(rec_file)
-    assert len(records) == 20
-    assert sorted(r["kwargs"]["connection_id"] for r in records) == sorted(f"ws-{i}" for i in range(20))
-    assert sorted(r["iteration"] for r in records) == list(range(20))
-    assert len({r["trace_id"] for r in records}) == 20
+    records = replayable(rec_file)
+    assert len(records) == 20 and len(read_records(rec_file)) == 40
+    assert {r.target for r in records} == {"examples.message_handler:MessageHandler.handle_message"}
+    assert sorted(r.kwargs["connection_id"] for r in records) == sorted(f"ws-{i}" for i in range(20))
+    assert sorted(r.iteration for r in records) == list(range(20))
+    assert len({r.trace_id for r in records}) == 20
 
 
 def test_an_explicit_record_for_another_function_is_written_too(rec_file: Path) -> None:
@@ -209,8 +216,8 @@ def test_nested_agents_are_recorded_once_each(rec_file: Path) -> None:
         return inner(x + 1) + inner(x + 2)
 
     outer(1)
-    records = read_records(rec_file)
-    assert sorted((r["target"], str(r["kwargs"])) for r in records) == sorted([
+    records = replayable(rec_file)
+    assert sorted((r.target, str(r.kwargs)) for r in records) == sorted([
         (f"{MODULE}:{outer.__qualname__}", "{'x': 1}"), ("app:inner", "{'y': 2}"), ("app:inner", "{'y': 3}")])
 
 
@@ -254,12 +261,12 @@ def test_unsampled_calls_are_still_recorded(rec_file: Path) -> None:
     plan("a", 1)
     [rec] = read_records(rec_file)
     assert rec["kwargs"]["goal"] == "a"
-    assert rec["trace_id"] is None and rec["span_id"] is None
+    assert "trace_id" not in rec and "span_id" not in rec
 
 
 def test_no_hook_work_when_recording_is_off(rec_file: Path) -> None:
     fluxloop.disable_recording()
-    assert recording.ACTIVE is False
+    assert not recording.is_recording()
     plan("a")
     assert read_records(rec_file) == []
 
@@ -274,7 +281,7 @@ def test_a_call_running_when_recording_stops_is_still_written(rec_file: Path) ->
 
 
 def test_nothing_is_recorded_while_suppressed(rec_file: Path) -> None:
-    with recording.suppressed():
+    with suppressed():
         plan("a")
         fluxloop.record_call_args(target="m:f")
     plan("b")

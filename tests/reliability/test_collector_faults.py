@@ -78,7 +78,7 @@ def test_refused_collector_spools_every_span_and_upload_delivers_each_exactly_on
     for tool in tools:  # the trees survived the trip to disk
         parent = agents[tool.parent_id]
         assert parent.trace_id == tool.trace_id
-        assert strict_json(parent.attributes["fluxloop.input"]) == strict_json(tool.attributes["fluxloop.input"])
+        assert strict_json(parent.attributes["input.value"]) == strict_json(tool.attributes["input.value"])
     figure("seconds_for_10000_calls", round(elapsed, 2))
 
     # The collector comes up at the configured address; `fluxloop upload` is pointed at the same dir and URL.

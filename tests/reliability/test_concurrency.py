@@ -69,7 +69,7 @@ def _traces(spans: list[Span]) -> dict[str, list[Span]]:
 
 
 def _input(span: Span) -> dict:
-    return strict_json(span.attributes["fluxloop.input"])
+    return strict_json(span.attributes["input.value"])
 
 
 def test_16_threads_of_1000_nested_calls_build_correct_trees(offline_dir: Path, stats: StatsSince,
@@ -164,9 +164,9 @@ WRITER_CALLS = 150
 
 
 def pad_size(i: int) -> int:
-    """Mostly small records, some far beyond PIPE_BUF (4 KiB), one beyond the writer's 1 MiB batch."""
+    """Mostly small records, some far beyond PIPE_BUF (4 KiB), one near the 256 KiB per-value bound."""
     if i == 75:
-        return 1_100_000
+        return 250_000
     if i % 20 == 0:
         return 70_000
     return 10 + i % 40

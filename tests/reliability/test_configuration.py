@@ -49,6 +49,7 @@ BAD_VALUES: dict[str, list[Any]] = {
     "max_attribute_length": ["100", 64.0, 10],
     "mask_patterns": ["token", 5, [1], ["("]],
     "mask_function": [5, "f"],
+    "export_scope": ["everything", 5, None],
 }
 
 
@@ -118,6 +119,7 @@ BAD_ENV = {
     "FLUXLOOP_CAPTURE_OUTPUT": "maybe",
     "FLUXLOOP_MAX_ATTRIBUTE_LENGTH": "1",
     "FLUXLOOP_MASK_PATTERNS": "(",
+    "FLUXLOOP_EXPORT_SCOPE": "everything",
 }
 
 ENV_SCRIPT = """

@@ -37,7 +37,7 @@ def served(who: str, i: int) -> int:
 
 
 def _keys(spans: list, name: str) -> Counter:
-    return Counter(tuple(strict_json(s.attributes["fluxloop.input"]).values()) for s in spans if s.name == name)
+    return Counter(tuple(strict_json(s.attributes["input.value"]).values()) for s in spans if s.name == name)
 
 
 def test_forked_workers_export_their_own_spans_and_never_the_parents(sink: OtlpSink, offline_dir: Path,

@@ -158,6 +158,15 @@ def _check_attribute(text: str) -> Any:
     return strict_json(text)
 
 
+def _check_output(attributes: Any) -> Any:
+    """The output attribute: text (``text/plain``) within the configured length, else checked JSON."""
+    if attributes["output.mime_type"] == "text/plain":
+        text = attributes["output.value"]
+        assert isinstance(text, str) and len(text) <= MAX_ATTR, f"attribute of {len(text):,} chars"
+        return text
+    return _check_attribute(attributes["output.value"])
+
+
 def _spans_and_records(offline_dir: Path, recording: Path) -> tuple[list[Span], list[dict]]:
     assert fluxloop.flush(timeout=30)
     spans = offline_spans(offline_dir)  # every line a whole OTLP request
@@ -181,8 +190,8 @@ def test_hostile_argument_and_result(kind: str, pipeline: Path, offline_dir: Pat
     spans, records = _spans_and_records(offline_dir, pipeline)
     [span] = spans
     assert span.name == "invoke_agent Echo" and span.status_code != 2
-    given_input = _check_attribute(span.attributes["fluxloop.input"])
-    _check_attribute(span.attributes["fluxloop.output"])
+    given_input = _check_attribute(span.attributes["input.value"])
+    _check_output(span.attributes)
     [record] = records
     assert record["target"].endswith(":echo") and set(record["kwargs"]) == {"value"}
     if isinstance(given_input, str):  # the last resort: the JSON text itself, cut and marked, as a JSON string
@@ -190,7 +199,7 @@ def test_hostile_argument_and_result(kind: str, pipeline: Path, offline_dir: Pat
     else:
         assert set(given_input) == {"value"}
     if kind in ("10MB_str", "10MB_of_quotes", "100k_items", "100k_keys", "quote_heavy_items"):  # cut, marked
-        assert "truncated" in span.attributes["fluxloop.input"] or "more items" in span.attributes["fluxloop.input"]
+        assert "truncated" in span.attributes["input.value"] or "more items" in span.attributes["input.value"]
     if kind.startswith("recursive"):
         assert "<cycle>" in json.dumps(given_input) + json.dumps(record["kwargs"])
     if "deep" in kind:
@@ -201,8 +210,10 @@ def test_generators_passed_in_are_not_consumed_and_generators_returned_keep_work
                                                                                    offline_dir: Path) -> None:
     generator = (i for i in range(5))
     iterator = iter([1, 2, 3])
-    assert echo(generator) is generator and echo(iterator) is iterator
-    assert list(generator) == [0, 1, 2, 3, 4] and list(iterator) == [1, 2, 3]  # nothing was read by FluxLoop
+    # a returned generator comes back as a proxy that keeps the span open until it is read (DESIGN §2)
+    returned = echo(generator)
+    assert echo(iterator) is iterator
+    assert list(returned) == [0, 1, 2, 3, 4] and list(iterator) == [1, 2, 3]  # nothing was read by FluxLoop
 
     @fluxloop.tool
     def stream() -> Iterator[Any]:
@@ -213,7 +224,7 @@ def test_generators_passed_in_are_not_consumed_and_generators_returned_keep_work
     assert len(items) == 5
     spans, _ = _spans_and_records(offline_dir, pipeline)
     tool = next(s for s in spans if s.name == "execute_tool stream")
-    output = _check_attribute(tool.attributes["fluxloop.output"])
+    output = _check_output(tool.attributes)
     assert isinstance(output, list | str)
 
 
@@ -225,7 +236,7 @@ def several(a: int, b: Any, c: str) -> int:
 def test_one_hostile_argument_does_not_hide_the_others(pipeline: Path, offline_dir: Path) -> None:
     assert several(1, RaisingGetattr(), "kept") == 1
     [span], [record] = _spans_and_records(offline_dir, pipeline)
-    for kwargs in (_check_attribute(span.attributes["fluxloop.input"]), record["kwargs"]):
+    for kwargs in (_check_attribute(span.attributes["input.value"]), record["kwargs"]):
         assert kwargs["a"] == 1 and kwargs["c"] == "kept" and isinstance(kwargs["b"], str)
 
 
@@ -233,7 +244,7 @@ def test_recording_of_a_string_with_a_lone_surrogate_is_written(pipeline: Path, 
     value = "half a pair: \ud800"
     assert echo(value) is value
     spans, records = _spans_and_records(offline_dir, pipeline)
-    _check_attribute(spans[0].attributes["fluxloop.input"])
+    _check_attribute(spans[0].attributes["input.value"])
     assert len(records) == 1 and records[0]["kwargs"]["value"].startswith("half a pair: ")
 
 
@@ -241,7 +252,7 @@ def test_recording_of_a_mapping_with_a_lone_surrogate_key_is_written(pipeline: P
     value = {"half a pair: \ud800": 1}
     assert echo(value) is value
     spans, records = _spans_and_records(offline_dir, pipeline)
-    _check_attribute(spans[0].attributes["fluxloop.input"])  # the span attribute copes
+    _check_attribute(spans[0].attributes["input.value"])  # the span attribute copes
     assert len(records) == 1  # the recording does not
 
 
@@ -310,3 +321,23 @@ def test_fuzz_dumps_and_to_jsonable_never_raise_are_valid_json_and_never_leak(va
     data, masked = to_jsonable(value)
     text = json.dumps(data, allow_nan=False)  # plain JSON data: str keys, finite numbers
     _no_leak(text, masked)
+
+
+_SHAPED = st.sampled_from(["sk-live-{}", "Bearer {}", "ghp_{}", "postgres://app:{}@db/x", "?api_key={}&x=1",
+                           "password: {}", "Config(token='{}')"])
+
+
+@_fuzz
+@given(shape=_SHAPED, before=st.integers(0, 5_000), max_length=st.integers(64, 4_096), as_repr=st.booleans())
+def test_fuzz_a_secret_anywhere_near_the_cut_never_leaks(shape: str, before: int, max_length: int,
+                                                         as_repr: bool) -> None:
+    secret = "Q" * 12 + "0123456789abcdefQQ"  # long enough for every shape; 12 Qs never appear elsewhere
+    text = "w " * (before // 2) + shape.format(secret) + " end" * 50
+
+    class Holder:
+        def __repr__(self) -> str:
+            return text
+
+    out, _ = dumps_attribute({"note": Holder() if as_repr else text}, max_length)
+    strict_json(out)
+    assert "QQQQQQQQQQQQ0123" not in out and "0123456789abcdef" not in out

@@ -61,7 +61,7 @@ report("NOT-REACHED", 0)
 
 
 def _inputs(spans: list, name: str) -> list[int]:
-    return sorted(strict_json(s.attributes["fluxloop.input"])["i"] for s in spans if s.name == name)
+    return sorted(strict_json(s.attributes["input.value"])["i"] for s in spans if s.name == name)
 
 
 def _run_to_exit(child: Child, timeout: float) -> tuple[int, float]:

@@ -200,13 +200,13 @@ def test_sensitive_keys_and_token_text_are_masked_everywhere_and_paths_are_noted
     for spans in (wire, disk):
         agent = next(s for s in spans if s.name == "invoke_agent Masked")
         job = next(s for s in spans if s.name == "job")
-        arguments = strict_json(agent.attributes["fluxloop.input"])
+        arguments = strict_json(agent.attributes["input.value"])
         assert arguments["config"] == {"user": "bob", "Password": "***", "nested": {"deep": {"refresh_token": "***"}}}
         assert arguments["items"] == [{"name": "a", "apiKey": "***"}, ["x", {"Credential": "***"}]]
         assert arguments["db"] == {"host": "db.local", "password": "***"}
         assert arguments["api"] == {"endpoint": "https://api", "api_key": "***", "nested": {"secret_sauce": "***"}}
         assert arguments["note"] == "calling with Authorization: Bearer *** and key sk-***"
-        assert strict_json(agent.attributes["fluxloop.output"])["session"] == {"auth": "***"}
+        assert strict_json(agent.attributes["output.value"])["session"] == {"auth": "***"}
         paths = set(agent.attributes["fluxloop.masked_paths"])
         assert EXPECTED_PATHS <= paths  # (metadata paths: test_masked_metadata_is_noted_by_path)
         assert all(p.startswith(("input.", "output.", "metadata.")) for p in paths)
@@ -240,12 +240,12 @@ def test_user_patterns_and_mask_function_apply_to_spans_and_recordings(tmp_path:
     custom({"ssn": ssn, "customer_IBAN": iban, "token": token, "name": "Ann"}, "ssn is not a key here")
     assert fluxloop.flush(timeout=10)
     [span] = offline_spans(offline_dir)
-    arguments = strict_json(span.attributes["fluxloop.input"])
+    arguments = strict_json(span.attributes["input.value"])
     expected = {"ssn": "<ssn hidden>", "customer_IBAN": "<customer_IBAN hidden>", "token": "<token hidden>",
                 "name": "Ann"}
     assert arguments["customer"] == expected
     assert arguments["ssn_note"] == "ssn is not a key here"  # ^ssn$ matches the key "ssn" only
-    assert strict_json(span.attributes["fluxloop.output"]) == {"ssn": "<ssn hidden>"}
+    assert strict_json(span.attributes["output.value"]) == {"ssn": "<ssn hidden>"}
     assert set(span.attributes["fluxloop.masked_paths"]) == {"input.customer.ssn", "input.customer.customer_IBAN",
                                                             "input.customer.token", "output.ssn"}
     [record] = [strict_json(line) for line in recording.read_bytes().splitlines()]
@@ -269,7 +269,7 @@ def test_a_mask_function_that_raises_falls_back_to_stars(offline_dir: Path) -> N
     assert login(secret) is True
     assert fluxloop.flush(timeout=10)
     [span] = offline_spans(offline_dir)
-    assert strict_json(span.attributes["fluxloop.input"]) == {"password": "***"}
+    assert strict_json(span.attributes["input.value"]) == {"password": "***"}
     assert secret not in _files_text(offline_dir)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any, Callable, Dict
 
 import fluxloop
@@ -146,3 +147,26 @@ class Router:
             return "rejected"
         reply({"route": "words" if text.isalpha() else "other", "text": text})
         return "routed"
+
+
+#: Switches the comparison tests flip to stand for a change of ``quote``'s code between two releases.
+RULES: dict[str, Any] = {"bulk_discount": 0.0, "reject_zero": True, "max_qty": None}
+
+
+@fluxloop.agent
+def quote(item: str, qty: int, send: Callable) -> dict:
+    """Price ``qty`` of ``item``, tell ``send`` and return the quote (with a fresh, volatile id)."""
+    if qty == 0 and RULES["reject_zero"]:
+        raise ValueError("quantity must be positive")
+    if RULES["max_qty"] is not None and qty > RULES["max_qty"]:
+        raise ValueError(f"at most {RULES['max_qty']} per order")
+    price = 2.5 * qty * (1 - RULES["bulk_discount"] if qty >= 10 else 1)
+    send({"item": item, "price": price})
+    return {"item": item, "qty": qty, "price": price, "quote_id": uuid.uuid4().hex}
+
+
+async def broadcast(names: list, send: Callable) -> int:
+    """Awaits ``send`` once per name (for ``<builtin:collector.send:async>`` callbacks)."""
+    for name in names:
+        await send({"to": name})
+    return len(names)

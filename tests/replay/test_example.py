@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from xml.etree import ElementTree
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,6 +24,7 @@ def test_example_as_a_script(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("same as recorded") == 3
+    assert "compared after the change: 3 compared: 1 same, 2 changed" in proc.stdout
     assert "tok-not-for-recordings" not in proc.stdout
 
 
@@ -40,3 +42,15 @@ def test_example_as_a_module_then_replayed_by_the_cli_in_another_process(tmp_pat
     rows = [json.loads(line) for line in replay.stdout.splitlines()]
     assert [(len(r["messages"]), len(r["errors"])) for r in rows] == [(1, 0), (1, 0), (0, 1)]
     assert {r["target"] for r in rows} == {"examples.recording_replay:MessageHandler.handle_message"}
+    # The same regression loop from the shell: save the baseline, compare, read the JUnit report.
+    cli = [sys.executable, "-m", "fluxloop", "replay", recording.group(1)]
+    save = subprocess.run([*cli, "--save-outcomes"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert save.returncode == 0, save.stderr
+    junit = tmp_path / "report.xml"
+    compare = subprocess.run([*cli, "--compare", "--junit", str(junit)], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert compare.returncode == 0, compare.stdout + compare.stderr
+    assert compare.stdout.splitlines()[-1] == "3 compared: 3 same"
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("tests") == "3" and suite.get("failures") == "0"

@@ -11,7 +11,7 @@ import pytest
 
 import fluxloop
 from fluxloop.cli import main
-from fluxloop.replay import load_records, replay_file
+from fluxloop.replay import load_records, replay_file, select_records
 
 from . import sample_agents
 from ._helpers import M
@@ -81,9 +81,11 @@ def unmask(value: Any, original: Any) -> Any:
 
 def test_one_record_per_call_with_the_handlers_own_target(recorded) -> None:
     path, _, _ = recorded
-    records = load_records(path)
-    assert [(r.target, r.iteration) for r in records] == [(f"{M}:MessageHandler.handle_message", i)
-                                                          for i in range(len(CALLS))]
+    lines = load_records(path)
+    assert len(lines) == 2 * len(CALLS)  # per call: the automatic record at span start, then the handler's own
+    records = select_records(lines, all_records=True)
+    assert [(r.target, r.iteration, r.line) for r in records] == [
+        (f"{M}:MessageHandler.handle_message", i, 2 * i + 2) for i in range(len(CALLS))]
     assert "tok-live-123" not in path.read_text()
 
 
