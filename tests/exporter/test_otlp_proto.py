@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 import random
@@ -12,7 +13,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
@@ -250,3 +251,15 @@ def test_a_span_this_encoder_cannot_handle_goes_to_the_stock_encoder(monkeypatch
         assert encode_spans_protobuf(spans) == stock(spans)
         assert encode_spans_protobuf(spans) == stock(spans)
     assert caplog.text.count("stock OTLP encoder") == 1  # reported once
+
+
+def test_the_exporter_posts_the_stock_bytes_for_fluxloop_and_third_party_spans(sink, make_exporter) -> None:
+    # At the point of contact: the body a collector receives from FluxLoopSpanExporter, decompressed, is what the
+    # stock encoder gives for the same batch (FluxLoop-like spans, other instrumentations' scopes, remote parents).
+    spans = rich_spans()
+    exporter = make_exporter(sink.url, timeout=5.0)
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert exporter.force_flush(10_000)
+    [attempt] = sink.delivered()
+    assert attempt.request.SerializeToString() == stock(spans)
+    assert gzip.decompress(attempt.body) == stock(spans)
