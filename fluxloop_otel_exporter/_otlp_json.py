@@ -160,7 +160,7 @@ def _span(span: ReadableSpan) -> bytes:
     if encoded_name is None:
         if len(_NAME_CACHE) >= _KEY_CACHE_MAX:
             _NAME_CACHE.clear()
-        encoded_name = _NAME_CACHE[name] = b',"name":' + _dumps(name)
+        encoded_name = _NAME_CACHE[name] = b',"name":' + _dumps(name) if name else b""  # default: left out
     kind = span.kind
     out += encoded_name + (_KIND_INTERNAL if kind is _INTERNAL else _KIND_JSON[kind])
     start = span.start_time
@@ -199,7 +199,9 @@ def _span(span: ReadableSpan) -> bytes:
 
 
 def _event(event: Any) -> bytes:
-    out = b'{"timeUnixNano":"%d","name":%b' % (event.timestamp, _dumps(event.name))
+    out = b'{"timeUnixNano":"%d"' % event.timestamp
+    if event.name:
+        out += b',"name":' + _dumps(event.name)
     if event.attributes:
         out += b',"attributes":[' + _attributes(event.attributes) + b"]"
     dropped = getattr(event, "dropped_attributes", 0)
