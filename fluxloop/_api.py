@@ -44,8 +44,8 @@ def get_config() -> FluxLoopConfig:
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Export every span finished so far and write pending recordings; False if ``timeout`` (seconds, default
-    the ``timeout`` option) passed first.
+    """Export every span finished so far; False if ``timeout`` (seconds, default the ``timeout`` option) passed
+    first. (Recordings need no flush: each record is on disk when its call returns.)
 
     Example::
 

@@ -30,15 +30,20 @@ _CURRENT = cast("contextvars.ContextVar[InstrumentContext | None]", CURRENT)
 
 def trace_tags(attrs: Mapping[str, Any]) -> dict[str, str]:
     """MLflow trace tags for a root span: ``mlflow.traceTag.<key>`` per metadata key (its value as text) and
-    per tag (``"true"``), so both are tags there and ``search_traces`` can filter on them."""
+    per tag (``"true"``), so both are tags there and ``search_traces`` can filter on them.
+
+    A tag becomes part of an attribute *key* here, which the export stage's redaction (values only) never sees:
+    it is masked now."""
     out: dict[str, str] = {}
+    state = _runtime.STATE
     prefix, cut = attr.METADATA_PREFIX, len(attr.METADATA_PREFIX)
     for key, value in attrs.items():
         if key.startswith(prefix):
             out[attr.MLFLOW_TRACE_TAG_PREFIX + key[cut:]] = value if isinstance(value, str) else \
                 orjson.dumps(value).decode()
     for tag in attrs.get(attr.TAGS, ()):
-        out.setdefault(attr.MLFLOW_TRACE_TAG_PREFIX + tag, "true")
+        out.setdefault(attr.MLFLOW_TRACE_TAG_PREFIX + state.masker.mask_bounded(tag, state.max_attribute_length)[0],
+                       "true")
     return out
 
 
