@@ -284,10 +284,11 @@ def throughput_phase(args: argparse.Namespace, fl: FluxLoopBench, sink: LocalSin
               "worker CPU s / 1k spans | worker-bound spans/s | process CPU s / 1k spans | target | result |",
               "|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|"]
     notes = (f"One producer thread calls case 3's agent flat out for {seconds:g} s, then `force_flush`; "
-             "exported spans/s = exported / (producing + flushing time). Worker CPU = CPU time of the pipeline's "
+             "delivered spans/s = exported / (producing + flushing time); the target is 0 dropped and at least "
+             "twice plain OTel's delivered spans/s, plain OTel running the same right after. Worker CPU = CPU time of the pipeline's "
              "own threads (queue, encoding, HTTP or file writes); worker-bound spans/s = 1 / worker CPU per span, "
              "what the export side could take with a core to itself; process CPU includes the producer. "
-             "Offered spans/s is the producer's rate: when it is below the target, the call path, not the "
+             "Offered spans/s is the producer's rate: when it is low, the call path, not the "
              "exporter, is the limit. The sink runs in a separate process.")
     report.sections.append("\n".join(["## Case 10: export throughput, producer running flat out", "", *header,
                                        *(r.row() for r in rows), "", notes]))
