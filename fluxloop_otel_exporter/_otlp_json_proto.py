@@ -221,24 +221,26 @@ def _attributes(field: int, attributes: Any) -> bytes:
     cache = _PAIR_CACHE
     parts = []
     for pair in attributes:
-        # The common case first: {"key": k, "value": {"stringValue": s}}, short pairs cached whole.
-        if type(pair) is dict and len(pair) == 2:
-            key = pair.get("key")
-            value = pair.get("value")
-            if type(key) is str and type(value) is dict and len(value) == 1:
-                text = value.get("stringValue")
-                if type(text) is str:
-                    if len(text) <= _CACHED_TEXT_MAX_LEN:
-                        entry = cache.get((key, text))
-                        if entry is None:
-                            if len(cache) >= _CACHE_MAX:
-                                cache.clear()
-                            entry = cache[(key, text)] = _pair_entry(key, _text_value(text))
-                        parts.append(entry)
-                    else:
-                        parts.append(_pair_entry(key, _text_value(text)))
-                    continue
-        parts.append(_pair_entry_of(pair))
+        # The common case first, by subscription (cheaper than .get): {"key": k, "value": {"stringValue": s}},
+        # short pairs cached whole. Anything else (another value kind, extra keys, wrong types): the general path.
+        try:
+            value = pair["value"]
+            text = value["stringValue"]
+            key = pair["key"]
+        except (KeyError, TypeError, IndexError):
+            parts.append(_pair_entry_of(pair))
+            continue
+        if type(text) is not str or type(key) is not str or len(value) != 1 or len(pair) != 2:
+            parts.append(_pair_entry_of(pair))
+        elif len(text) <= _CACHED_TEXT_MAX_LEN:
+            entry = cache.get((key, text))
+            if entry is None:
+                if len(cache) >= _CACHE_MAX:
+                    cache.clear()
+                entry = cache[(key, text)] = _pair_entry(key, _text_value(text))
+            parts.append(entry)
+        else:
+            parts.append(_pair_entry(key, _text_value(text)))
     tag = _LEN_TAGS[field]
     return tag + tag.join(parts)
 
