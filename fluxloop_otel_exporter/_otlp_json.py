@@ -26,8 +26,9 @@ __all__ = ["encode_spans_json", "request_to_protobuf"]
 # OTLP's Span.SpanKind enum is OpenTelemetry's SpanKind shifted by one (0 is SPAN_KIND_UNSPECIFIED).
 _KIND = {kind: kind.value + 1 for kind in SpanKind}
 _KIND_JSON = {kind: b',"kind":%d' % value for kind, value in _KIND.items()}
-_INTERNAL = SpanKind.INTERNAL
-_KIND_INTERNAL = _KIND_JSON[_INTERNAL]  # (hashing an enum is a Python call)
+# INTERNAL and CLIENT (FluxLoop's spans) by identity: hashing an enum member is a Python-level call.
+_INTERNAL, _CLIENT = SpanKind.INTERNAL, SpanKind.CLIENT
+_KIND_INTERNAL, _KIND_CLIENT = _KIND_JSON[_INTERNAL], _KIND_JSON[_CLIENT]
 _UNSET = StatusCode.UNSET
 # SpanFlags bits 8 and 9: "is_remote of the parent is known" and "the parent is remote".
 _FLAG_HAS_IS_REMOTE = 0x100
@@ -162,7 +163,8 @@ def _span(span: ReadableSpan) -> bytes:
             _NAME_CACHE.clear()
         encoded_name = _NAME_CACHE[name] = b',"name":' + _dumps(name) if name else b""  # default: left out
     kind = span.kind
-    out += encoded_name + (_KIND_INTERNAL if kind is _INTERNAL else _KIND_JSON[kind])
+    out += encoded_name + (_KIND_INTERNAL if kind is _INTERNAL else _KIND_CLIENT if kind is _CLIENT else
+                           _KIND_JSON[kind])
     start = span.start_time
     if start is not None:
         out += b',"startTimeUnixNano":"%d"' % start

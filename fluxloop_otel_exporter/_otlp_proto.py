@@ -82,8 +82,9 @@ def _message(field: int, body: bytes) -> bytes:
 
 # OTLP's Span.SpanKind is OpenTelemetry's SpanKind shifted by one (0 is SPAN_KIND_UNSPECIFIED); field 6, varint.
 _KIND = {kind: bytes((0x30, kind.value + 1)) for kind in SpanKind}
-_INTERNAL = SpanKind.INTERNAL
-_KIND_INTERNAL = _KIND[_INTERNAL]
+# INTERNAL and CLIENT (FluxLoop's spans) by identity: hashing an enum member is a Python-level call.
+_INTERNAL, _CLIENT = SpanKind.INTERNAL, SpanKind.CLIENT
+_KIND_INTERNAL, _KIND_CLIENT = _KIND[_INTERNAL], _KIND[_CLIENT]
 _UNSET = StatusCode.UNSET
 # SpanFlags bits 8 and 9, "is_remote of the parent is known" and "the parent is remote"; field 16, fixed32.
 _FLAGS_LOCAL = b"\x85\x01" + struct.pack("<I", 0x100)
@@ -214,7 +215,7 @@ def _span(span: ReadableSpan) -> bytes:
     if name:
         out += _string(5, name)
     kind = span.kind
-    out += _KIND_INTERNAL if kind is _INTERNAL else _KIND[kind]  # (hashing an enum is a Python call)
+    out += _KIND_INTERNAL if kind is _INTERNAL else _KIND_CLIENT if kind is _CLIENT else _KIND[kind]
     start = span.start_time
     if start:
         out += b"\x39" + _FIXED64.pack(start)
