@@ -117,7 +117,9 @@ def _candidates(opt: Option, env: Mapping[str, str]) -> list[tuple[Callable[[], 
     out: list[tuple[Callable[[], tuple[Any, str] | None], str]] = []
     if opt.env:
         var = opt.env
-        out.append((lambda: (env[var], var) if env.get(var) is not None else None, var))
+        # An empty (or blank) variable is unset, as OpenTelemetry's spec says for OTEL_*: a blank value in a
+        # Compose file or Helm chart must not silently switch tracing or export off.
+        out.append((lambda: (env[var], var) if (env.get(var) or "").strip() else None, var))
     for fallback in opt.otel:
         out.append((functools.partial(fallback.read, env), fallback.variables[0]))
     return out

@@ -20,7 +20,7 @@ from fluxloop import _attributes as attr
 from fluxloop import _runtime
 from fluxloop._current import CURRENT
 from fluxloop._errors import internal_error
-from fluxloop._spans import attribute_value, put_io, record_exception
+from fluxloop._spans import attribute_value, masked_text, put_io, record_exception
 
 _NO_INPUT: Any = object()
 
@@ -45,6 +45,12 @@ def trace_tags(attrs: Mapping[str, Any]) -> dict[str, str]:
         out.setdefault(attr.MLFLOW_TRACE_TAG_PREFIX + state.masker.mask_bounded(tag, state.max_attribute_length)[0],
                        "true")
     return out
+
+
+def _masked(text: object) -> str:
+    """``text`` as masked, bounded text: ids, tags and names are set on live spans, which an application's own
+    exporters read too, so they are masked here and not only in FluxLoop's export stage."""
+    return masked_text(str(text), _runtime.STATE)[0]
 
 
 #: The innermost active ``instrument()`` context, or None (the bound method itself: it is on the call path).
@@ -121,7 +127,7 @@ class InstrumentContext:
     def add_tag(self, tag: str) -> None:
         """Add ``tag`` to ``fluxloop.tags`` (no duplicates)."""
         try:
-            tag = str(tag)
+            tag = _masked(tag)
             if tag not in self._tags:
                 self._tags.append(tag)
             if self._span.is_recording():
@@ -132,12 +138,19 @@ class InstrumentContext:
 
     def set_user(self, user_id: str) -> None:
         """Set ``user.id``."""
-        self._set(attr.USER_ID, str(user_id))
+        try:
+            self._set(attr.USER_ID, _masked(user_id))
+        except Exception as exc:
+            internal_error("set_user", exc)
 
     def set_session(self, session_id: str) -> None:
         """Set ``session.id`` (and ``gen_ai.conversation.id``)."""
-        self._set(attr.SESSION_ID, str(session_id))
-        self._set(attr.GEN_AI_CONVERSATION_ID, str(session_id))
+        try:
+            masked = _masked(session_id)
+            self._set(attr.SESSION_ID, masked)
+            self._set(attr.GEN_AI_CONVERSATION_ID, masked)
+        except Exception as exc:
+            internal_error("set_session", exc)
 
     def set_input(self, value: Any) -> None:
         """Set this span's input (``input.value``): what trace and session previews show. Without it, the input
@@ -211,6 +224,7 @@ class InstrumentContext:
             state = _runtime.STATE
             tracer = state.tracer or (_runtime.RUNTIME.start() if state.enabled else None)
             if tracer is not None:
+                self.name = _masked(self.name)
                 parent_ctx = otel_context.Context() if self._new_trace else None
                 self._span = tracer.start_span(self.name, context=parent_ctx, attributes={
                     **(self._parent.propagated_attributes() if self._parent is not None else {}),

@@ -24,7 +24,8 @@ from fluxloop._binding import make_binder
 from fluxloop._context import InstrumentContext, current_scope, trace_tags
 from fluxloop._errors import internal_error
 from fluxloop._spans import attribute_value, put_io, put_json, record_exception
-from fluxloop._streams import Collector, stream_kind
+from fluxloop._stream_collector import Collector, SerializedItems
+from fluxloop._streams import stream_kind
 from fluxloop._streams import wrap as wrap_stream
 from fluxloop._usage_seen import forget_span, has_usage_child, move_usage, watch
 
@@ -194,7 +195,10 @@ def _finish(spec: _Spec, st: _runtime.CallState, begun: _Begun, exc: BaseExcepti
         if span is not None:
             if exc is None:
                 if spec.capture_output and st.capture_output:
-                    put_io(out, "output", result if output is _UNSET else output, st)
+                    if isinstance(output, SerializedItems):  # a stream's items, serialized as they came
+                        _put_items(out, output)
+                    else:
+                        put_io(out, "output", result if output is _UNSET else output, st)
                 if collector is not None:
                     _stream_outputs(spec, st, out, collector)
                     if spec.genai and not begun.provider and collector.provider is not None:
@@ -253,8 +257,15 @@ def _stream_outputs(spec: _Spec, st: _runtime.CallState, out: dict[str, Any], co
             put_json(out, attr.GEN_AI_OUTPUT_MESSAGES, messages, st)
 
 
+def _put_items(out: dict[str, Any], items: SerializedItems) -> None:
+    out[attr.OUTPUT_VALUE], out[attr.OUTPUT_MIME_TYPE] = items.text, attr.MIME_JSON
+    if items.masked:
+        out[attr.MASKED_PATHS] = [*out.get(attr.MASKED_PATHS, ()), *(f"output.{p}" for p in items.masked)]
+
+
 def _stream(spec: _Spec, st: _runtime.CallState, begun: _Begun, value: Any, kind: str) -> Any:
-    """Hand the caller a proxy of the stream ``value``; the span ends when the stream does."""
+    """Hand the caller the stream ``value`` wrapped (a generator for a generator, a proxy for an SDK stream);
+    the span ends when the stream does."""
     if begun.token is not None:  # the call returned: its context ends here, the span stays open
         _detach(begun.token)
         begun.token = None
@@ -265,18 +276,20 @@ def _stream(spec: _Spec, st: _runtime.CallState, begun: _Begun, value: Any, kind
         except Exception as exc:
             internal_error("recording", exc)
     ctx = _set_span_in_context(begun.span) if begun.span is not None else None
+    # Time to first chunk counts from the span's start (the request), not from when the stream came back.
+    started = getattr(begun.span, "start_time", None)
+    collector = Collector(st.max_attribute_length, st.masker, started if isinstance(started, int) else None)
 
     def on_end(exc: BaseException | None, collector: Collector) -> None:
         _finish(spec, st, begun, exc, output=collector.output(), collector=collector)
-    return wrap_stream(value, kind, on_end, st.max_attribute_length, ctx)
+    return wrap_stream(value, kind, collector, on_end, ctx)
 
 
 def _wrap(fn: Callable[..., Any], spec: _Spec) -> Callable[..., Any]:
-    # Generator functions are wrapped by plain functions: the span starts (and takes its parent) when the
-    # generator is created, not when it is first iterated.
+    # Generator functions are wrapped by plain functions returning a real generator: the span starts (and takes
+    # its parent) when the generator is created, not when it is first iterated. So the wrapper itself is not a
+    # generator function for inspect (README, Streaming).
     if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
-        kind = "async" if inspect.isasyncgenfunction(fn) else "sync"
-
         @functools.wraps(fn)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             st = _runtime.STATE
@@ -288,6 +301,10 @@ def _wrap(fn: Callable[..., Any], spec: _Spec) -> Callable[..., Any]:
             except BaseException as exc:
                 _finish(spec, st, begun, exc)
                 raise
+            kind = stream_kind(gen)
+            if kind is None:  # a generator function whose call returned something else (a mock, say)
+                _finish(spec, st, begun, None, gen)
+                return gen
             return _stream(spec, st, begun, gen, kind)
         return gen_wrapper
 

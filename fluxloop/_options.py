@@ -39,7 +39,7 @@ class EnvValueError(ValueError):
 
 # -- casters: raw value (a configure() keyword, or an env string when ``from_env``) -> typed value --------------
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def _bool(value: Any, from_env: bool) -> bool:

@@ -15,9 +15,13 @@ Line format (DESIGN §4, the seed's line plus optional ids)::
     {"_version":"1","iteration":0,"target":"pkg.mod:Class.method","kwargs":{...},"timestamp":"...",
      "trace_id":"4bf9...","span_id":"00f0..."}
 
-An explicit ``record_call_args`` inside an automatically recorded ``@agent`` call of the same function reuses
-the automatic record's iteration number and carries its span: a reader (``fluxloop.replay``) takes the later
-record in place of the first record of that span when function name and iteration match.
+An explicit ``record_call_args`` made anywhere inside an automatically recorded ``@agent`` call of the same
+function reuses the automatic record's iteration number and carries the call's ids (its span's, or generated
+for an unsampled call): a reader (``fluxloop.replay``) takes the later record in place of the first record of
+those ids when function name and iteration match.
+
+Iterations are numbered under the file lock (``fluxloop._record_numbers``), so a process and the processes it
+forks never repeat a target's number.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import contextvars
 import datetime as _dt
 import os
+import random
 import sys
 import tempfile
 import threading
@@ -38,6 +43,7 @@ from opentelemetry.trace import SpanContext
 
 from fluxloop._errors import report
 from fluxloop._masking import DEFAULT_MASKER, Masker
+from fluxloop._record_numbers import Numbering
 from fluxloop._serialize import dumps_bounded
 
 RECORD_VERSION: Final = "1"
@@ -85,15 +91,24 @@ def function_name(target: str) -> str:
 
 
 class _Scope:
-    """One running ``@agent`` call whose automatic record is on disk."""
+    """One running ``@agent`` call whose automatic record is on disk; ``ids`` is the call's identity in the file
+    (its ``trace_id``/``span_id`` keys), which an explicit record for the call made anywhere inside it shares."""
 
-    __slots__ = ("function", "iteration", "parent", "superseded")
+    __slots__ = ("function", "ids", "iteration", "parent", "superseded")
 
-    def __init__(self, function: str, iteration: int, parent: _Scope | None) -> None:
+    def __init__(self, function: str, iteration: int, ids: bytes, parent: _Scope | None) -> None:
         self.function = function
         self.iteration = iteration
+        self.ids = ids
         self.parent = parent
         self.superseded = False
+
+    def owner(self, function: str) -> _Scope | None:
+        """The innermost running call (this one or an enclosing one) of ``function``, if any."""
+        scope: _Scope | None = self
+        while scope is not None and scope.function != function:
+            scope = scope.parent
+        return scope
 
 
 _SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("fluxloop_recording_scope", default=None)
@@ -121,11 +136,27 @@ def _importable(target: str) -> str:
     return name + target[len("__main__"):]
 
 
-def _ids(span_context: SpanContext | None) -> bytes:
+def _ids(trace_id: int, span_id: int) -> bytes:
+    return (b',"trace_id":"' + trace.format_trace_id(trace_id).encode()
+            + b'","span_id":"' + trace.format_span_id(span_id).encode() + b'"')
+
+
+def _span_ids(span_context: SpanContext | None) -> bytes:
+    """The ids of a valid span context; nothing for none."""
     if span_context is None or not span_context.is_valid:
         return b""
-    return (b',"trace_id":"' + trace.format_trace_id(span_context.trace_id).encode()
-            + b'","span_id":"' + trace.format_span_id(span_context.span_id).encode() + b'"')
+    return _ids(span_context.trace_id, span_context.span_id)
+
+
+def _call_ids(span_context: SpanContext | None) -> bytes:
+    """An ``@agent`` call's identity: its span's ids, or for a call without a span (not sampled) ids made the
+    way the SDK makes them for a non-recording span (the parent's trace, a random span id): every call has one,
+    so its own explicit record can supersede its automatic one, sampled or not."""
+    if span_context is not None and span_context.is_valid:
+        return _ids(span_context.trace_id, span_context.span_id)
+    parent = trace.get_current_span().get_span_context()
+    trace_id = parent.trace_id if parent.is_valid else random.getrandbits(128) or 1
+    return _ids(trace_id, random.getrandbits(64) or 1)
 
 
 class Recorder:
@@ -143,8 +174,7 @@ class Recorder:
         self._fd: int | None = None
         self._default: str | None = None  # the timestamped default file, kept until reset()
         self._masker: Masker = DEFAULT_MASKER
-        self._auto_increment = True
-        self._next: dict[str, int] = {}
+        self._numbers = Numbering()
         self._clean_size = -1  # file size right after our last write (ends with our newline)
         self.written = 0
         self.failed = 0
@@ -192,15 +222,14 @@ class Recorder:
         """See :func:`fluxloop.set_recording_options`."""
         if iteration_auto_increment is not None:
             with self._lock:
-                self._auto_increment = bool(iteration_auto_increment)
+                self._numbers.auto_increment = bool(iteration_auto_increment)
 
     def reset(self) -> None:
         """``reset_config()``: close the file, forget numbering, options, masker and the default file name."""
         with self._lock:
             self._close_locked()
             self.active = False
-            self._next.clear()
-            self._auto_increment = True
+            self._numbers.reset()
             self._default = None
             self._masker = DEFAULT_MASKER
             self.written = self.failed = self.truncated = 0
@@ -230,12 +259,16 @@ class Recorder:
         try:
             target = _importable(target)
             scope = _SCOPE.get()
+            owner = scope.owner(function_name(target)) if scope is not None else None
             reuse = None
-            if scope is not None and not scope.superseded and scope.function == function_name(target):
-                scope.superseded = True  # this call records itself: its record replaces the automatic one
+            if owner is not None and not owner.superseded:
+                owner.superseded = True  # the call records itself: this record replaces the automatic one
+                ids = owner.ids  # the call's identity, even inside nested spans or without a span
                 if iteration is None:
-                    reuse = scope.iteration
-            self._write_record(target, iteration, reuse, kwargs, trace.get_current_span().get_span_context())
+                    reuse = owner.iteration
+            else:
+                ids = _span_ids(trace.get_current_span().get_span_context())
+            self._write_record(target, iteration, reuse, kwargs, ids)
         except Exception as exc:
             report("recording-internal", "recording failed (the call itself is unaffected): %r", exc)
 
@@ -245,10 +278,11 @@ class Recorder:
         if not self.active or _SUPPRESSED.get():
             return None
         try:
-            number = self._write_record(_importable(target), None, None, arguments, span_context)
+            ids = _call_ids(span_context)
+            number = self._write_record(_importable(target), None, None, arguments, ids)
             if number is None:
                 return None
-            scope = _Scope(function_name(target), number, _SCOPE.get())
+            scope = _Scope(function_name(target), number, ids, _SCOPE.get())
             return _SCOPE.set(scope), scope
         except Exception as exc:
             report("recording-internal", "recording failed (the call itself is unaffected): %r", exc)
@@ -283,12 +317,12 @@ class Recorder:
         return text
 
     def _write_record(self, target: str, iteration: int | None, reuse: int | None, kwargs: Mapping[str, Any],
-                      span_context: SpanContext | None) -> int | None:
+                      ids: bytes) -> int | None:
         """Serialize (outside the lock), number and write one record; its iteration, or None if not written."""
         head = b'{"_version":"' + RECORD_VERSION.encode() + b'","iteration":'
         tail = (b',"target":' + orjson.dumps(target) + b',"kwargs":' + self._kwargs_json(kwargs)
                 + b',"timestamp":"' + _dt.datetime.now(_dt.timezone.utc).isoformat().encode() + b'"'
-                + _ids(span_context) + b"}\n")
+                + ids + b"}\n")
         if iteration is not None and (isinstance(iteration, bool) or not isinstance(iteration, int)
                                       or iteration < 0):
             report("recording-iteration", "record_call_args(): iteration must be an int >= 0, got %r; "
@@ -300,17 +334,7 @@ class Recorder:
             fd = self._fd if self._fd is not None else self._open_locked()
             if fd is None:
                 return None
-            if reuse is not None:
-                number = reuse
-                if self._auto_increment:
-                    self._next[target] = max(self._next.get(target, 0), reuse + 1)
-            elif not self._auto_increment:
-                number = iteration if iteration is not None else 0
-            else:
-                number = self._next.get(target, 0) if iteration is None else iteration
-                self._next[target] = number + 1
-            self._append_locked(fd, head + str(number).encode() + tail)
-            return number
+            return self._append_locked(fd, head, tail, target, iteration, reuse)
 
     def _lock_end(self, fd: int) -> tuple[int, int]:
         """Lock the file against other processes (its end is checked and appended to as one step) and return the
@@ -325,21 +349,29 @@ class Recorder:
         new = open_append(self._path)
         os.close(fd)
         self._fd, self._clean_size = new, -1
+        self._numbers.new_file()
         if _lockf is not None:
             _lockf(new, _LOCK_EX)
         return new, os.fstat(new).st_size
 
-    def _append_locked(self, fd: int, line: bytes) -> None:
+    def _append_locked(self, fd: int, head: bytes, tail: bytes, target: str, iteration: int | None,
+                       reuse: int | None) -> int:
+        """Under the file lock: catch up with other writers, number the record and append it; its number."""
         locked: int | None = None
+        number: int | None = None
         try:
             fd, size = self._lock_end(fd)
             locked = fd if _lockf is not None else None
+            self._numbers.catch_up(fd, size)
+            number = self._numbers.take(target, iteration, reuse)
+            line = head + str(number).encode() + tail
             if size != self._clean_size and size > 0 and os.pread(fd, 1, size - 1) != b"\n":
                 line = b"\n" + line  # a torn line from a killed writer: end it, so it cannot swallow ours
             data = line
             while data:  # a regular file takes the whole line at once; a short write is completed
                 data = data[self._write(fd, data):]
             self._clean_size = size + len(line)
+            self._numbers.wrote(self._clean_size)
             self.written += 1
         except Exception as exc:
             self.failed += 1
@@ -352,6 +384,7 @@ class Recorder:
                     _lockf(locked, _LOCK_UN)
                 except OSError:
                     pass
+        return number if number is not None else self._numbers.take(target, iteration, reuse)
 
     def _open_locked(self) -> int | None:
         if self._fd is not None or self._path is None:
@@ -364,6 +397,7 @@ class Recorder:
                    self._path, exc)
             return None
         self._clean_size = -1
+        self._numbers.new_file()
         return self._fd
 
     def _close_locked(self) -> None:

@@ -37,8 +37,8 @@ def record_exception(span: Span, exc: BaseException) -> None:
             message = str(exc)
         except Exception:
             message = f"<unprintable {type(exc).__name__}>"
-        message = _bounded_str(message, state)[0]
-        stack = _bounded_str(_stack_prefix(exc, limit + SCAN_MARGIN), state)[0]
+        message = masked_text(message, state)[0]
+        stack = masked_text(_stack_prefix(exc, limit + SCAN_MARGIN), state)[0]
         span.set_attribute(attr.ERROR_TYPE, type(exc).__qualname__)
         # Not span.record_exception: it formats the whole traceback and message, however large, on this thread.
         span.add_event("exception", {
@@ -97,12 +97,12 @@ def attribute_value(key: str, value: Any, state: CallState) -> tuple[Any, list[s
     if masker.is_sensitive_key(key):
         return "***", [key]
     if isinstance(value, str):
-        shown, secret = _bounded_str(value, state)
+        shown, secret = masked_text(value, state)
         return shown, ([key] if secret else [])
     if isinstance(value, _PRIMITIVE):
         return value, []
     if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
-        pairs = [_bounded_str(v, state) for v in value]
+        pairs = [masked_text(v, state) for v in value]
         return [shown for shown, _ in pairs], ([key] if any(secret for _, secret in pairs) else [])
     text, paths = dumps_attribute(value, state.max_attribute_length, masker)
     return text, [f"{key}.{p}" for p in paths]
@@ -138,8 +138,9 @@ def put_io(into: dict[str, Any], which: str, value: Any, state: CallState) -> No
         into[attr.MASKED_PATHS] = [*into.get(attr.MASKED_PATHS, ()), *(f"{which}.{p}" for p in masked)]
 
 
-def _bounded_str(value: str, state: CallState) -> tuple[str, bool]:
-    """``value`` masked, then cut to ``max_attribute_length`` like any attribute; and whether a secret was masked."""
+def masked_text(value: str, state: CallState) -> tuple[str, bool]:
+    """``value`` masked, then cut to ``max_attribute_length`` like any attribute; and whether a secret was masked.
+    Scans at most the limit plus the masker's margin."""
     masked, cut = state.masker.mask_bounded(value, state.max_attribute_length)
     return (f"{masked}...[truncated {cut} chars]" if cut else masked), not value.startswith(masked)
 

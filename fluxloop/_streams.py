@@ -1,47 +1,47 @@
-"""Streams returned by traced calls: keep the span open until the stream ends, and assemble what it yielded.
+"""Streams returned by traced calls: keep the span open until the stream ends, feeding what it yields to a collector.
 
-A decorated call that returns a generator, an async generator or an LLM SDK stream (openai ``Stream``/
-``AsyncStream``, anthropic ``Stream``/``MessageStream`` and their ``...StreamManager``) hands the caller a
-proxy that behaves like the original (iteration, ``with``/``async with``, ``close()``, every other attribute
-through delegation) and ends the span exactly once: when the stream is exhausted, closed, exits its context,
-raises, or is garbage-collected unread. The proxy assembles the text (and tool calls) from OpenAI chunks,
-Anthropic events or plain strings, and keeps the usage of the final chunk/event.
+A decorated call that returns a generator or an async generator hands the caller a real generator (async
+generator) that drives the original under the call's span: ``send``/``throw``/``close`` (``asend``/``athrow``/
+``aclose``) and the return value pass through, spans started in the body are children of the call's span, and
+``inspect.isgenerator``/``isasyncgen`` hold. An LLM SDK stream (openai ``Stream``/``AsyncStream``, anthropic
+``Stream``/``MessageStream`` and their ``...StreamManager``) is handed back as a proxy offering exactly the
+methods of the original (iteration, ``with``/``async with``, ``close()``, ``get_final_message()``...) plus every
+other attribute by delegation. Either way the span ends exactly once: when the stream is exhausted, closed, exits
+its context, raises, or is garbage-collected unread.
 """
 
 from __future__ import annotations
 
 import inspect
-import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
 from opentelemetry import context as otel_context
 
-from fluxloop import _attributes as attr
-from fluxloop import _genai
 from fluxloop._errors import internal_error
-from fluxloop._tokens import get, usage_attributes
+from fluxloop._stream_collector import Collector
 
 #: Called once when a stream ends: (exception or None, the collector).
-Finish = Callable[[BaseException | None, "Collector"], None]
+Finish = Callable[[BaseException | None, Collector], None]
 
+_GENERATOR, _ASYNC_GENERATOR = "generator", "async_generator"
 _SYNC, _ASYNC, _SYNC_MANAGER, _ASYNC_MANAGER = "sync", "async", "sync_manager", "async_manager"
 _SDKS = ("openai", "anthropic")
-_ITEM_BUDGET_PER_ITEM = 64  # approximate size of a non-text item when bounding what is kept
-
 
 #: Result types that are never streams: the common results skip every other check.
 _PLAIN: frozenset[type] = frozenset({str, bytes, int, float, bool, type(None), dict, list, tuple, set})
+_ENDED_CLEANLY = (GeneratorExit, StopIteration, StopAsyncIteration)
 
 
 def stream_kind(value: Any) -> str | None:
-    """How to wrap ``value`` (``sync``, ``async``, ``sync_manager``, ``async_manager``), or None: not a stream."""
+    """How to wrap ``value`` (``generator``, ``async_generator``, ``sync``, ``async``, ``sync_manager``,
+    ``async_manager``), or None: not a stream."""
     if type(value) in _PLAIN:
         return None
     if inspect.isgenerator(value):
-        return _SYNC
+        return _GENERATOR
     if inspect.isasyncgen(value):
-        return _ASYNC
+        return _ASYNC_GENERATOR
     cls = type(value)
     if (getattr(cls, "__module__", "") or "").split(".", 1)[0] not in _SDKS:
         return None
@@ -54,213 +54,18 @@ def stream_kind(value: Any) -> str | None:
     return None
 
 
-def wrap(value: Any, kind: str, finish: Finish, limit: int, ctx: Any = None) -> Any:
-    """A proxy for the stream ``value`` that calls ``finish`` once when it ends. ``ctx`` (an OTel context) is
+def wrap(value: Any, kind: str, collector: Collector, finish: Finish, ctx: Any = None) -> Any:
+    """The stream ``value`` wrapped so that ``finish`` is called once when it ends. ``ctx`` (an OTel context) is
     made current while a generator's body runs, so spans it starts are children of the call's span."""
-    collector = Collector(limit)
-    if kind == _SYNC:
-        return _SyncProxy(value, collector, finish, ctx)
-    if kind == _ASYNC:
-        return _AsyncProxy(value, collector, finish, ctx)
+    if kind == _GENERATOR:
+        return _traced_generator(value, _Ender(collector, finish), ctx)
+    if kind == _ASYNC_GENERATOR:
+        return _traced_async_generator(value, _Ender(collector, finish), ctx)
     if kind == _SYNC_MANAGER:
         return _SyncManagerProxy(value, collector, finish)
-    return _AsyncManagerProxy(value, collector, finish)
-
-
-class Collector:
-    """What a stream yielded, assembled: text, tool calls, response fields, usage, time to first chunk."""
-
-    __slots__ = ("_text", "_text_len", "_items", "_item_budget", "_extra_items", "_calls", "_usage", "_anthropic",
-                 "response", "reason", "limit", "started", "first_chunk", "llm", "provider")
-
-    def __init__(self, limit: int) -> None:
-        self._text: list[str] = []
-        self._text_len = 0
-        self._items: list[Any] = []
-        self._item_budget = limit
-        self._extra_items = 0
-        self._calls: dict[int, dict[str, Any]] = {}
-        self._usage: dict[str, int] = {}
-        self._anthropic: dict[str, Any] = {}
-        self.response: dict[str, Any] = {}
-        self.reason: str | None = None
-        self.limit = limit
-        self.started = time.perf_counter()
-        self.first_chunk: float | None = None
-        self.llm = False
-        self.provider: str | None = None
-
-    # -- chunks -----------------------------------------------------------------------------------------------
-    def add(self, item: Any) -> None:
-        """Take one yielded item into account. Never raises."""
-        try:
-            if self.first_chunk is None:
-                self.first_chunk = time.perf_counter() - self.started
-                self.provider = _genai.provider_of(item)
-            if isinstance(item, str):
-                self._add_text(item)
-            elif get(item, "choices") is not None:
-                self._openai_chunk(item)
-            elif isinstance(get(item, "type"), str) and self._event(item):
-                pass
-            else:
-                self._add_item(item)
-        except Exception as exc:
-            internal_error("reading a stream chunk", exc)
-
-    def _add_text(self, text: str) -> None:
-        if self._text_len <= self.limit:  # the attribute is cut at the limit anyway: keep no more
-            self._text.append(text)
-            self._text_len += len(text)
-
-    def _add_item(self, item: Any) -> None:
-        cost = len(item) if isinstance(item, (bytes, bytearray)) else _ITEM_BUDGET_PER_ITEM
-        if self._item_budget >= cost:
-            self._item_budget -= cost
-            self._items.append(item)
-        else:
-            self._extra_items += 1
-
-    def _response_fields(self, source: Any) -> None:
-        for key, name in ((attr.GEN_AI_RESPONSE_ID, "id"), (attr.GEN_AI_RESPONSE_MODEL, "model")):
-            value = get(source, name)
-            if isinstance(value, str) and value:
-                self.response[key] = value
-
-    def _openai_chunk(self, chunk: Any) -> None:
-        self.llm = True
-        self._response_fields(chunk)
-        for choice in get(chunk, "choices") or ():
-            delta = get(choice, "delta")
-            content = get(delta, "content")
-            if isinstance(content, str):
-                self._add_text(content)
-            for call in get(delta, "tool_calls") or ():
-                index = get(call, "index")
-                slot = self._calls.setdefault(index if isinstance(index, int) else len(self._calls),
-                                              {"type": "tool_call", "id": None, "name": None, "arguments": ""})
-                fn = get(call, "function")
-                if get(call, "id"):
-                    slot["id"] = get(call, "id")
-                if get(fn, "name"):
-                    slot["name"] = get(fn, "name")
-                if isinstance(get(fn, "arguments"), str):
-                    slot["arguments"] += get(fn, "arguments")
-            reason = get(choice, "finish_reason")
-            if isinstance(reason, str):
-                self.reason = reason
-        if get(chunk, "usage") is not None:
-            self._usage = usage_attributes(chunk)
-
-    def _event(self, event: Any) -> bool:
-        """Anthropic message events and OpenAI responses events; False for any other typed item."""
-        kind = get(event, "type")
-        if kind == "message_start":
-            message = get(event, "message")
-            self._response_fields(message)
-            self._anthropic.update(_ints(get(message, "usage")))
-        elif kind == "content_block_start":
-            block = get(event, "content_block")
-            if get(block, "type") == "tool_use":
-                self._calls[get(event, "index") or 0] = {"type": "tool_call", "id": get(block, "id"),
-                                                         "name": get(block, "name"), "arguments": ""}
-        elif kind == "content_block_delta":
-            delta = get(event, "delta")
-            if get(delta, "type") == "text_delta":
-                self._add_text(get(delta, "text") or "")
-            elif get(delta, "type") == "input_json_delta":
-                slot = self._calls.get(get(event, "index") or 0)
-                if slot is not None:
-                    slot["arguments"] += get(delta, "partial_json") or ""
-        elif kind == "message_delta":
-            reason = get(get(event, "delta"), "stop_reason")
-            if isinstance(reason, str):
-                self.reason = reason
-            self._anthropic.update(_ints(get(event, "usage")))
-        elif kind == "response.output_text.delta":
-            self._add_text(get(event, "delta") or "")
-        elif kind in ("response.completed", "response.incomplete", "response.failed"):
-            response = get(event, "response")
-            self._response_fields(response)
-            self._usage = usage_attributes(response)
-            status = get(response, "status")
-            self.reason = status if isinstance(status, str) else self.reason
-        elif kind in ("message_stop", "content_block_stop", "ping") or kind.startswith("response."):
-            pass
-        elif kind in ("text", "input_json", "citation", "thinking", "signature"):
-            pass  # anthropic MessageStream's derived events: the same content as the deltas beside them
-        else:
-            return False
-        self.llm = True
-        return True
-
-    def final(self, message: Any) -> None:
-        """Take a complete final message (an SDK stream's snapshot) as the authoritative result."""
-        try:
-            if message is None:
-                return
-            self.llm = True
-            self.provider = self.provider or _genai.provider_of(message)
-            self._response_fields(message)
-            self._usage = usage_attributes(message) or self._usage
-            reasons = _genai.finish_reasons(message)
-            self.reason = reasons[0] if reasons else self.reason
-            parts = _genai.output_messages(message)
-            if parts:
-                self._text = [p["content"] for p in parts[0]["parts"] if p.get("type") == "text"]
-                self._text_len = sum(len(t) for t in self._text)
-                calls = [p for p in parts[0]["parts"] if p.get("type") == "tool_call"]
-                self._calls = dict(enumerate(calls))
-        except Exception as exc:
-            internal_error("reading a stream's final message", exc)
-
-    # -- results ----------------------------------------------------------------------------------------------
-    @property
-    def text(self) -> str:
-        return "".join(self._text)
-
-    def tool_calls(self) -> list[dict[str, Any]]:
-        calls = []
-        for _, call in sorted(self._calls.items(), key=lambda kv: kv[0] if isinstance(kv[0], int) else 0):
-            arguments = call.get("arguments")
-            calls.append({**call, "arguments": _genai.parse_json(arguments) if isinstance(arguments, str)
-                          else arguments})
-        return calls
-
-    def output(self) -> Any:
-        """The span's output: the assembled text; with tool calls, ``{"content": text, "tool_calls": [...]}``;
-        for a stream of other items, the items (bounded)."""
-        calls = self.tool_calls()
-        if calls:
-            return {"content": self.text, "tool_calls": calls}
-        if self._text or self.llm or not self._items:
-            return self.text
-        return [*self._items, f"...[{self._extra_items} more items]"] if self._extra_items else self._items
-
-    def attributes(self) -> dict[str, Any]:
-        """Response fields, usage, finish reason and time to first chunk as span attributes."""
-        out: dict[str, Any] = dict(self.response)
-        usage = self._usage or (usage_attributes({"usage": self._anthropic}) if self._anthropic else {})
-        out.update(usage)
-        if self.reason:
-            out[attr.GEN_AI_RESPONSE_FINISH_REASONS] = [self.reason]
-        if self.first_chunk is not None:
-            out[attr.TIME_TO_FIRST_CHUNK] = self.first_chunk
-        return out
-
-    def output_messages(self) -> list[dict[str, Any]] | None:
-        if not self.llm:
-            return None
-        return _genai.assembled_output(self.text, self.tool_calls(), self.reason)
-
-
-def _ints(usage: Any) -> dict[str, int]:
-    out = {}
-    for key in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
-        value = get(usage, key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            out[key] = value
-    return out
+    if kind == _ASYNC_MANAGER:
+        return _AsyncManagerProxy(value, collector, finish)
+    return _proxy(value, collector, finish)
 
 
 def _snapshot(stream: Any) -> Any:
@@ -272,27 +77,133 @@ def _snapshot(stream: Any) -> Any:
         return None
 
 
-class _Base:
-    __slots__ = ("_target", "_collector", "_on_finish", "_ctx", "_done", "__weakref__")
+def _end_once(collector: Collector, finish: Finish, exc: BaseException | None, target: Any = None) -> None:
+    if isinstance(exc, _ENDED_CLEANLY):
+        exc = None
+    if target is not None:
+        collector.final(_snapshot(target))
+    try:
+        finish(exc, collector)
+    except Exception as inner:
+        internal_error("ending a stream's span", inner)
 
-    def __init__(self, target: Any, collector: Collector, finish: Finish, ctx: Any = None) -> None:
+
+# -- generators -----------------------------------------------------------------------------------------------
+class _Ender:
+    """Ends a generator's span once. Held only by the traced generator's frame: a generator dropped before it
+    ever ran (whose body, and so its ``finally``, never runs) ends the span when this object is collected."""
+
+    __slots__ = ("collector", "_finish", "_done")
+
+    def __init__(self, collector: Collector, finish: Finish) -> None:
+        self.collector = collector
+        self._finish = finish
+        self._done = False
+
+    def end(self, exc: BaseException | None) -> None:
+        if not self._done:
+            self._done = True
+            _end_once(self.collector, self._finish, exc)
+
+    def __del__(self) -> None:
+        try:
+            self.end(None)
+        except Exception:
+            pass
+
+
+def _traced_generator(gen: Generator[Any, Any, Any], ender: _Ender, ctx: Any) -> Generator[Any, Any, Any]:
+    """Drive ``gen`` as ``yield from`` would (PEP 380), with ``ctx`` current while its body runs."""
+    add = ender.collector.add
+    sent: Any = None
+    thrown: BaseException | None = None
+    try:
+        while True:
+            token = otel_context.attach(ctx) if ctx is not None else None
+            try:
+                item = gen.send(sent) if thrown is None else gen.throw(thrown)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
+            thrown = None
+            add(item)
+            try:
+                sent = yield item
+            except GeneratorExit:
+                token = otel_context.attach(ctx) if ctx is not None else None
+                try:
+                    gen.close()
+                finally:
+                    if token is not None:
+                        otel_context.detach(token)
+                raise
+            except BaseException as exc:  # gen.throw() on the traced generator: forwarded
+                thrown, sent = exc, None
+    except BaseException as exc:
+        ender.end(exc)
+        raise
+    finally:
+        ender.end(None)
+
+
+async def _traced_async_generator(agen: AsyncGenerator[Any, Any], ender: _Ender,
+                                  ctx: Any) -> AsyncGenerator[Any, Any]:
+    """Drive ``agen`` item by item (``asend``/``athrow``/``aclose`` forwarded), with ``ctx`` current while its
+    body runs."""
+    add = ender.collector.add
+    sent: Any = None
+    thrown: BaseException | None = None
+    try:
+        while True:
+            token = otel_context.attach(ctx) if ctx is not None else None
+            try:
+                item = await (agen.asend(sent) if thrown is None else agen.athrow(thrown))
+            except StopAsyncIteration:
+                return
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
+            thrown = None
+            add(item)
+            try:
+                sent = yield item
+            except GeneratorExit:
+                token = otel_context.attach(ctx) if ctx is not None else None
+                try:
+                    await agen.aclose()
+                finally:
+                    if token is not None:
+                        otel_context.detach(token)
+                raise
+            except BaseException as exc:  # athrow() on the traced generator: forwarded
+                thrown, sent = exc, None
+    except BaseException as exc:
+        ender.end(exc)
+        raise
+    finally:
+        ender.end(None)
+
+
+# -- SDK stream proxies ---------------------------------------------------------------------------------------
+class _Base:
+    """A proxy's state and delegation. Its methods come from :class:`_SyncMethods`/:class:`_AsyncMethods`, only
+    those the target's class has (see :func:`_proxy`), so ``hasattr`` and ``with`` behave as on the target."""
+
+    __slots__ = ("_target", "_collector", "_on_finish", "_done", "_it", "__weakref__")
+
+    def __init__(self, target: Any, collector: Collector, finish: Finish) -> None:
         self._target = target
         self._collector = collector
         self._on_finish = finish
-        self._ctx = ctx
         self._done = False
+        self._it: Any = None
 
     def _end(self, exc: BaseException | None) -> None:
-        if self._done:
-            return
-        self._done = True
-        if isinstance(exc, (GeneratorExit, StopIteration, StopAsyncIteration)):
-            exc = None
-        self._collector.final(_snapshot(self._target))
-        try:
-            self._on_finish(exc, self._collector)
-        except Exception as inner:
-            internal_error("ending a stream's span", inner)
+        if not self._done:
+            self._done = True
+            _end_once(self._collector, self._on_finish, exc, self._target)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(object.__getattribute__(self, "_target"), name)
@@ -307,46 +218,28 @@ class _Base:
             pass
 
 
-class _SyncProxy(_Base):
-    """A sync generator or SDK stream."""
+class _SyncMethods(_Base):
+    """Every method a sync SDK stream proxy may offer; never instantiated."""
 
-    __slots__ = ("_it",)
+    __slots__ = ()
+    #: The target's method that brings each group of proxy methods.
+    GROUPS = {"__iter__": ("__iter__", "__next__"), "__enter__": ("__enter__", "__exit__"), "close": ("close",),
+              "until_done": ("until_done",), "get_final_message": ("get_final_message",),
+              "get_final_text": ("get_final_text",)}
 
-    def __init__(self, target: Any, collector: Collector, finish: Finish, ctx: Any = None) -> None:
-        super().__init__(target, collector, finish, ctx)
-        self._it: Any = None
-
-    def __iter__(self) -> _SyncProxy:
+    def __iter__(self) -> Any:
         return self
 
-    def _step(self, call: Callable[..., Any], *args: Any) -> Any:
-        token = otel_context.attach(self._ctx) if self._ctx is not None else None
-        try:
-            item = call(*args)
-        except BaseException as exc:
-            if token is not None:
-                otel_context.detach(token)
-                token = None
-            self._end(exc)
-            raise
-        finally:
-            if token is not None:
-                otel_context.detach(token)
-        self._collector.add(item)
-        return item
-
     def __next__(self) -> Any:
-        if inspect.isgenerator(self._target):
-            return self._step(self._target.send, None)
         if self._it is None:
             self._it = iter(self._target)
-        return self._step(next, self._it)
-
-    def send(self, value: Any) -> Any:
-        return self._step(self._target.send, value)
-
-    def throw(self, *args: Any) -> Any:
-        return self._step(self._target.throw, *args)
+        try:
+            item = next(self._it)
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        self._collector.add(item)
+        return item
 
     def close(self) -> None:
         try:
@@ -354,7 +247,7 @@ class _SyncProxy(_Base):
         finally:
             self._end(None)
 
-    def __enter__(self) -> _SyncProxy:
+    def __enter__(self) -> Any:
         self._target.__enter__()
         return self
 
@@ -381,52 +274,27 @@ class _SyncProxy(_Base):
         return text
 
 
-class _AsyncProxy(_Base):
-    """An async generator or async SDK stream."""
+class _AsyncMethods(_Base):
+    """Every method an async SDK stream proxy may offer; never instantiated."""
 
-    __slots__ = ("_it",)
+    __slots__ = ()
+    GROUPS = {"__aiter__": ("__aiter__", "__anext__"), "__aenter__": ("__aenter__", "__aexit__"),
+              "close": ("close",), "aclose": ("aclose",), "until_done": ("until_done",),
+              "get_final_message": ("get_final_message",), "get_final_text": ("get_final_text",)}
 
-    def __init__(self, target: Any, collector: Collector, finish: Finish, ctx: Any = None) -> None:
-        super().__init__(target, collector, finish, ctx)
-        self._it: Any = None
-
-    def __aiter__(self) -> _AsyncProxy:
+    def __aiter__(self) -> Any:
         return self
 
-    async def _step(self, call: Callable[..., Any], *args: Any) -> Any:
-        token = otel_context.attach(self._ctx) if self._ctx is not None else None
-        try:
-            item = await call(*args)
-        except BaseException as exc:
-            if token is not None:
-                otel_context.detach(token)
-                token = None
-            self._end(exc)
-            raise
-        finally:
-            if token is not None:
-                otel_context.detach(token)
-        self._collector.add(item)
-        return item
-
     async def __anext__(self) -> Any:
-        if inspect.isasyncgen(self._target):
-            return await self._step(self._target.asend, None)
         if self._it is None:
             self._it = self._target.__aiter__()
-        return await self._step(self._it.__anext__)
-
-    async def asend(self, value: Any) -> Any:
-        return await self._step(self._target.asend, value)
-
-    async def athrow(self, *args: Any) -> Any:
-        return await self._step(self._target.athrow, *args)
-
-    async def aclose(self) -> None:
         try:
-            await self._target.aclose()
-        finally:
-            self._end(None)
+            item = await self._it.__anext__()
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        self._collector.add(item)
+        return item
 
     async def close(self) -> None:
         try:
@@ -434,7 +302,13 @@ class _AsyncProxy(_Base):
         finally:
             self._end(None)
 
-    async def __aenter__(self) -> _AsyncProxy:
+    async def aclose(self) -> None:
+        try:
+            await self._target.aclose()
+        finally:
+            self._end(None)
+
+    async def __aenter__(self) -> Any:
         await self._target.__aenter__()
         return self
 
@@ -461,13 +335,35 @@ class _AsyncProxy(_Base):
         return text
 
 
+_PROXY_TYPES: dict[type, type] = {}  # one per SDK stream class seen: a handful at most
+
+
+def _proxy(target: Any, collector: Collector, finish: Finish) -> Any:
+    """A proxy of the SDK stream ``target`` whose class has exactly the stream methods ``target``'s class has."""
+    cls = type(target)
+    proxy_type = _PROXY_TYPES.get(cls)
+    if proxy_type is None:
+        methods: type[_SyncMethods] | type[_AsyncMethods] = \
+            _AsyncMethods if hasattr(cls, "__aiter__") or hasattr(cls, "__anext__") else _SyncMethods
+        namespace: dict[str, Any] = {"__slots__": (), "__module__": __name__}
+        for needed, names in methods.GROUPS.items():
+            if hasattr(cls, needed):
+                namespace.update((name, methods.__dict__[name]) for name in names)
+        proxy_type = _PROXY_TYPES.setdefault(cls, type(f"Traced{cls.__name__}", (_Base,), namespace))
+    return proxy_type(target, collector, finish)
+
+
+def _noop(exc: BaseException | None, collector: Collector) -> None:
+    """The stream inside a manager: the manager's proxy ends the span."""
+
+
 class _SyncManagerProxy(_Base):
     """A ``with client.messages.stream(...) as stream`` manager: the span ends when the block exits."""
 
     __slots__ = ("_stream",)
 
-    def __init__(self, target: Any, collector: Collector, finish: Finish, ctx: Any = None) -> None:
-        super().__init__(target, collector, finish, ctx)
+    def __init__(self, target: Any, collector: Collector, finish: Finish) -> None:
+        super().__init__(target, collector, finish)
         self._stream: Any = None
 
     def __enter__(self) -> Any:
@@ -476,7 +372,7 @@ class _SyncManagerProxy(_Base):
         except BaseException as exc:
             self._end(exc)
             raise
-        return _SyncProxy(self._stream, self._collector, lambda exc, col: None)
+        return _proxy(self._stream, self._collector, _noop)
 
     def __exit__(self, *exc_info: Any) -> Any:
         try:
@@ -491,8 +387,8 @@ class _AsyncManagerProxy(_Base):
 
     __slots__ = ("_stream",)
 
-    def __init__(self, target: Any, collector: Collector, finish: Finish, ctx: Any = None) -> None:
-        super().__init__(target, collector, finish, ctx)
+    def __init__(self, target: Any, collector: Collector, finish: Finish) -> None:
+        super().__init__(target, collector, finish)
         self._stream: Any = None
 
     async def __aenter__(self) -> Any:
@@ -501,7 +397,7 @@ class _AsyncManagerProxy(_Base):
         except BaseException as exc:
             self._end(exc)
             raise
-        return _AsyncProxy(self._stream, self._collector, lambda exc, col: None)
+        return _proxy(self._stream, self._collector, _noop)
 
     async def __aexit__(self, *exc_info: Any) -> Any:
         try:

@@ -11,7 +11,8 @@ non-JSON values ``<repr:...>``; long values are cut with a marker.
 A record is on disk when :func:`record_call_args` returns. While recording is on, every ``@fluxloop.agent``
 call is recorded when its span starts, before its body runs, so a call that crashes, hangs or is killed keeps its
 record. If the agent calls :func:`record_call_args` for itself, that explicit record replaces the automatic one
-for replay (both lines carry the call's span id), so such a handler still replays once per call.
+for replay (both lines carry the call's ids, generated when the call is not sampled), so such a handler still
+replays once per call.
 
 Recording is configuration: :func:`enable_recording` is ``configure(record_args=True, recording_file=path)`` and
 :func:`disable_recording` is ``configure(record_args=False)``; ``get_config()`` shows the file in use.
@@ -109,8 +110,8 @@ def record_call_args(target: str, iteration: int | None = None, **kwargs: Any) -
 
     Omit ``iteration`` to number records per target automatically. A ``__main__:`` target is rewritten to the
     module's importable name when the program runs as ``python -m pkg.mod``. Called inside an
-    ``@fluxloop.agent`` call for that same function (same name after the last ``:`` or ``.``), this record
-    replaces the automatic one for replay.
+    ``@fluxloop.agent`` call for that same function (same name after the last ``:`` or ``.``), even inside a
+    nested span, this record replaces the automatic one for replay.
 
     Example::
 

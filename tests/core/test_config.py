@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import fluxloop
-from fluxloop._config import OPTIONS
+from fluxloop._config import OPTIONS, resolve_env
 
 
 def test_defaults_when_nothing_is_set() -> None:
@@ -244,3 +244,13 @@ def test_configure_rebuilds_what_the_table_says_an_option_affects(name: str, tmp
     assert rebuilt == (PIPELINE in OPTIONS[name].affects), name
     # Every option reaches the snapshot decorated calls read.
     assert getattr(_runtime.STATE.config, name) == getattr(fluxloop.get_config(), name)
+
+
+def test_a_blank_fluxloop_variable_is_unset_not_false() -> None:
+    # A blank value from a Compose file or Helm chart must not switch tracing or export off.
+    resolved = resolve_env({"FLUXLOOP_ENABLED": "", "FLUXLOOP_USE_COLLECTOR": "  ", "FLUXLOOP_SAMPLE_RATE": "",
+                            "OTEL_SERVICE_NAME": "svc", "FLUXLOOP_SERVICE_NAME": ""})
+    assert resolved.config.enabled is True and resolved.config.use_collector is True
+    assert resolved.config.sample_rate == 1.0 and resolved.config.service_name == "svc"
+    assert resolved.warnings == ()
+    assert resolved.sources["service_name"] == "OTEL_SERVICE_NAME"

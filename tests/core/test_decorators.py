@@ -285,17 +285,19 @@ def test_consumer_code_between_items_is_not_under_the_generator_span(spans: Capt
 def test_generator_output_is_bounded(spans: CapturedSpans) -> None:
     @fluxloop.agent
     def many():
-        yield from range(250)
+        yield from range(1000)
 
-    assert sum(many()) == sum(range(250))
+    assert sum(many()) == sum(range(1000))
     out = json.loads(attrs(spans.by_name("invoke_agent many"))["output.value"])
-    assert out == list(range(250))  # all kept while they fit max_attribute_length
+    assert out == list(range(1000))  # all kept while they fit max_attribute_length
 
     fluxloop.configure(max_attribute_length=1000)
-    assert sum(many()) == sum(range(250))
-    out = json.loads(attrs([s for s in spans if s.name == "invoke_agent many"][-1])["output.value"])
+    assert sum(many()) == sum(range(1000))
+    value = attrs([s for s in spans if s.name == "invoke_agent many"][-1])["output.value"]
+    out = json.loads(value)
     kept = len(out) - 1
-    assert 0 < kept < 250 and out[:kept] == list(range(kept)) and out[-1] == f"...[{250 - kept} more items]"
+    assert 0 < kept < 1000 and out[:kept] == list(range(kept)) and out[-1] == f"...[{1000 - kept} more items]"
+    assert len(value) <= 1000  # the items are charged by their serialized length
 
 
 def test_generator_closed_early_ends_span(spans: CapturedSpans) -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+import anthropic
+import openai
 import pytest
+from core.test_streams import start_ns
 from llm._fake import ANSWER, FakeLLM
 from reliability._harness import Span, offline_spans
 
@@ -245,3 +249,63 @@ async def test_async_anthropic_streamed_tool_use(llm: FakeLLM, exported: Any) ->
     call = {"type": "tool_call", "id": "toolu_1", "name": "get_weather", "arguments": {"city": "Paris"}}
     assert json.loads(a["output.value"]) == {"content": "", "tool_calls": [call]}
     assert a["gen_ai.response.finish_reasons"] == ["tool_use"] and a["gen_ai.usage.output_tokens"] == 12
+
+
+_STREAM_METHODS = ("__iter__", "__next__", "__enter__", "__exit__", "close", "send", "throw", "until_done",
+                   "get_final_message", "get_final_text", "__aiter__", "__anext__", "__aenter__", "__aexit__",
+                   "aclose", "asend", "athrow")
+
+
+def test_stream_proxy_offers_only_what_the_stream_has(llm: FakeLLM, exported: Any) -> None:
+    @fluxloop.prompt(model="gpt-4o-mini")
+    def ask() -> Any:
+        return llm.openai.chat.completions.create(model="gpt-4o-mini", stream=True, messages=MESSAGES)
+
+    stream = ask()
+    assert [n for n in _STREAM_METHODS if hasattr(stream, n)] == \
+        [n for n in _STREAM_METHODS if hasattr(openai.Stream, n)]
+    with pytest.raises(AttributeError, match="send"):
+        stream.send(None)  # as on the stream itself; the span is not touched
+    with stream:
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == ANSWER
+    span = _one(exported(), "chat gpt-4o-mini")
+    assert span.status_code == 0 and span.attributes["output.value"] == ANSWER
+
+
+async def test_async_stream_proxies_offer_only_what_each_stream_has(llm: FakeLLM, exported: Any) -> None:
+    @fluxloop.prompt(model="claude-haiku")
+    async def ask() -> Any:
+        return await llm.async_anthropic.messages.create(model="claude-haiku", max_tokens=64, stream=True,
+                                                         messages=[{"role": "user", "content": "hi"}])
+
+    @fluxloop.prompt(model="claude-haiku")
+    def managed() -> Any:
+        return llm.anthropic.messages.stream(model="claude-haiku", max_tokens=64,
+                                             messages=[{"role": "user", "content": "hi"}])
+
+    stream = await ask()
+    assert [n for n in _STREAM_METHODS if hasattr(stream, n)] == \
+        [n for n in _STREAM_METHODS if hasattr(anthropic.AsyncStream, n)]  # no aclose on this one
+    async with stream:
+        assert len([event async for event in stream]) > 300
+    with managed() as message_stream:
+        assert [n for n in _STREAM_METHODS if hasattr(message_stream, n)] == \
+            [n for n in _STREAM_METHODS if hasattr(anthropic.lib.streaming.MessageStream, n)]
+        assert message_stream.get_final_text() == ANSWER
+    assert [s.attributes["output.value"] for s in exported()] == [ANSWER, ANSWER]
+
+
+def test_time_to_first_chunk_includes_the_request(llm: FakeLLM, exported: Any, tmp_path: Path) -> None:
+    @fluxloop.prompt(model="gpt-4o-mini")
+    def ask() -> Any:
+        return llm.openai.chat.completions.create(model="gpt-4o-mini", stream=True, messages=MESSAGES)
+
+    stream = ask()  # the HTTP response has arrived when this returns
+    before = time.time_ns()
+    next(stream)
+    after = time.time_ns()
+    stream.close()
+    a = _one(exported(), "chat gpt-4o-mini").attributes
+    first = start_ns(tmp_path / "artifacts", "chat gpt-4o-mini") + round(a["fluxloop.stream.time_to_first_chunk"] * 1e9)
+    assert before - 1_000 <= first <= after + 1_000  # measured from the span's start, on its clock

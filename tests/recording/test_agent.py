@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import types
 from pathlib import Path
 from typing import Any, Callable, Dict
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import fluxloop
 from fluxloop import recording
@@ -180,6 +183,70 @@ def test_seed_message_handler_yields_exactly_one_record_per_call(rec_file: Path)
     assert sent == [[{"echo": "m0"}], [{"echo": "m1"}], [{"echo": "m2"}]]
 
 
+class NestedHandler:
+    """Records itself inside a nested span (an instrument() block) of its agent call."""
+
+    @fluxloop.agent(name="nested_handler")
+    def handle(self, text: str) -> str:
+        with fluxloop.instrument("parse"):
+            fluxloop.record_call_args(target=f"{MODULE}:NestedHandler.handle", text=text)
+        return text
+
+
+@fluxloop.agent
+def outer(text: str) -> str:
+    return inner(text)
+
+
+@fluxloop.agent
+def inner(text: str) -> str:
+    fluxloop.record_call_args(target=f"{MODULE}:outer", text=text, own=True)  # made inside inner, for outer
+    return text
+
+
+def pairs(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(r["trace_id"], r["span_id"], r["iteration"]) for r in lines]
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_seed_message_handler_replays_once_per_call_sampled_or_not(rec_file: Path, rate: float) -> None:
+    fluxloop.configure(sample_rate=rate)
+    for i in range(3):
+        asyncio.run(MessageHandler().handle_message(f"ws-{i}", {"content": i}, {}, Collector(), Errors()))
+    lines = read_records(rec_file)
+    assert len(lines) == 6 and pairs(lines[0::2]) == pairs(lines[1::2])
+    assert len({r["span_id"] for r in lines}) == 3
+    assert [(r.iteration, r.kwargs["connection_id"], r.line) for r in replayable(rec_file)] == [
+        (0, "ws-0", 2), (1, "ws-1", 4), (2, "ws-2", 6)]  # the handler's own records, automatic ones left out
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_a_record_made_in_a_nested_span_supersedes_its_agent_calls_record(rec_file: Path, rate: float) -> None:
+    fluxloop.configure(sample_rate=rate)
+    with capture_spans() as spans:
+        for text in ("a", "b"):
+            NestedHandler().handle(text)
+    lines = read_records(rec_file)
+    assert len(lines) == 4 and pairs(lines[0::2]) == pairs(lines[1::2])
+    assert [(r.line, r.kwargs) for r in replayable(rec_file)] == [(2, {"text": "a"}), (4, {"text": "b"})]
+    if rate:  # the agent call's span, not the instrument() block's
+        agents = [s for s in spans.spans if s.name == "invoke_agent nested_handler"]
+        assert [r["span_id"] for r in lines[1::2]] == [f"{s.context.span_id:016x}" for s in agents]
+    else:
+        assert not spans.spans
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_a_record_made_in_a_nested_agent_call_supersedes_the_enclosing_call(rec_file: Path, rate: float) -> None:
+    fluxloop.configure(sample_rate=rate)
+    outer("x")
+    auto_outer, auto_inner, own = read_records(rec_file)
+    assert (auto_outer["target"], auto_inner["target"]) == (f"{MODULE}:outer", f"{MODULE}:inner")
+    assert pairs([own]) == pairs([auto_outer]) != pairs([auto_inner])
+    assert [(r.target, r.kwargs) for r in replayable(rec_file)] == [
+        (f"{MODULE}:inner", {"text": "x"}), (f"{MODULE}:outer", {"text": "x", "own": True})]
+
+
 async def test_concurrent_self_recording_calls_each_give_one_record(rec_file: Path) -> None:
     handler = MessageHandler()
     await asyncio.gather(*(handler.handle_message(f"ws-{i}", {"content": i}, {}, Collector(), Errors())
@@ -256,12 +323,24 @@ def test_arguments_are_captured_when_the_call_starts(rec_file: Path) -> None:
     assert rec["kwargs"] == {"data": {"v": 1}}
 
 
-def test_unsampled_calls_are_still_recorded(rec_file: Path) -> None:
+def test_unsampled_calls_are_still_recorded_with_ids_of_their_own(rec_file: Path) -> None:
     fluxloop.configure(sample_rate=0.0)
-    plan("a", 1)
+    with capture_spans() as spans:
+        plan("a", 1)
+        plan("b", 1)
+    assert not spans.spans
+    first, second = read_records(rec_file)
+    assert first["kwargs"]["goal"] == "a"
+    assert re.fullmatch("[0-9a-f]{32}", first["trace_id"]) and re.fullmatch("[0-9a-f]{16}", first["span_id"])
+    assert first["span_id"] != second["span_id"]  # each call is one identity, like a non-recording span's
+
+
+def test_an_unsampled_call_under_an_unsampled_parent_keeps_the_parents_trace(rec_file: Path) -> None:
+    parent = SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=True, trace_flags=TraceFlags(0))
+    with trace.use_span(NonRecordingSpan(parent)):
+        plan("a", 1)
     [rec] = read_records(rec_file)
-    assert rec["kwargs"]["goal"] == "a"
-    assert "trace_id" not in rec and "span_id" not in rec
+    assert rec["trace_id"] == f"{0xABC:032x}" and rec["span_id"] not in ("", f"{0xDEF:016x}")
 
 
 def test_no_hook_work_when_recording_is_off(rec_file: Path) -> None:

@@ -192,3 +192,51 @@ def test_forked_workers_record_into_the_same_file(rec_file: Path) -> None:
     assert [wait_child(pid) for pid in pids] == [0] * PROCESSES
     records = read_records(rec_file)
     assert Counter(r["target"] for r in records) == {"parent:f": 1, **{f"worker{w}:f": 50 for w in range(PROCESSES)}}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_iterations_stay_unique_per_target_across_a_fork(rec_file: Path) -> None:
+    recording.enable_recording(rec_file)
+
+    @fluxloop.agent
+    def a(x: str) -> str:
+        return x
+
+    a("parent-before")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            a("child")
+            recording.record_call_args(target="m:T.f", x=1)
+            code = 0
+        finally:
+            os._exit(code)
+    assert wait_child(pid) == 0
+    a("parent-after")
+    recording.record_call_args(target="m:T.f", x=2)
+    assert [(r["kwargs"]["x"], r["iteration"]) for r in read_records(rec_file)] == [
+        ("parent-before", 0), ("child", 1), (1, 0), ("parent-after", 2), (2, 1)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_workers_recording_one_target_number_it_without_repeats(rec_file: Path) -> None:
+    recording.enable_recording(rec_file)
+    recording.record_call_args(target="shared:f", who="parent")
+    pids = []
+    for w in range(PROCESSES):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for i in range(50):
+                    recording.record_call_args(target="shared:f", who=f"worker{w}", n=i)
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    assert [wait_child(pid) for pid in pids] == [0] * PROCESSES
+    recording.record_call_args(target="shared:f", who="parent")
+    records = read_records(rec_file)
+    assert [r["iteration"] for r in records] == list(range(PROCESSES * 50 + 2))  # file order is number order
+    assert records[-1]["kwargs"] == {"who": "parent"}

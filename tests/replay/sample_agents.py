@@ -37,6 +37,18 @@ class MessageHandler:
         send_message_callback({"connection_id": connection_id, "done": True})  # not awaited: also fine
 
 
+class NestedHandler:
+    """Records itself inside an instrument() block of its agent call."""
+
+    @fluxloop.agent(name="nested_handler")
+    async def handle_message(self, connection_id: str, data: Dict[str, Any], send_message_callback: Callable) -> None:
+        with fluxloop.instrument("parse"):
+            fluxloop.record_call_args(target=f"{__name__}:NestedHandler.handle_message",
+                                      connection_id=connection_id, data=data,
+                                      send_message_callback=send_message_callback)
+        await send_message_callback({"connection_id": connection_id, "echo": data.get("content")})
+
+
 @fluxloop.agent
 def greet(name: str, punctuation: str = "!") -> str:
     return f"hello {name}{punctuation}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,40 @@ def test_saving_the_outcomes_of_one_target_keeps_the_others(capsys: pytest.Captu
     assert saved.code == 0, saved.err
     result = run_cli(capsys, "replay", str(recorded), "--compare", "--ignore", "output.quote_id")
     assert result.code == 0 and result.out.splitlines()[-1] == "6 compared: 6 same", result.out
+
+
+class Done:
+    """What a websocket-like send returns: awaitable, and harmless when not awaited."""
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+class AsyncSend(Send):
+    def __call__(self, message: Any) -> Done:  # type: ignore[override]
+        super().__call__(message)
+        return Done()
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+@pytest.mark.parametrize("kind", ["seed", "nested"])
+def test_a_self_recording_handler_is_compared_once_per_call(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                             rate: float, kind: str) -> None:
+    path = tmp_path / "handler.jsonl"
+    fluxloop.configure(record_args=True, recording_file=str(path), sample_rate=rate)
+    for i in range(3):
+        if kind == "seed":
+            call = sample_agents.MessageHandler().handle_message(f"ws-{i}", {"content": f"hi {i}"}, {},
+                                                                  AsyncSend(), AsyncSend())
+        else:
+            call = sample_agents.NestedHandler().handle_message(f"ws-{i}", {"content": f"hi {i}"}, AsyncSend())
+        asyncio.run(call)
+    fluxloop.disable_recording()
+    assert path.read_text().count("\n") == 6  # each call: its automatic record, then its own
+    assert run_cli(capsys, "replay", str(path), "--all", "--save-outcomes").code == 0
+    result = run_cli(capsys, "replay", str(path), "--all", "--compare")
+    assert result.code == 0, result.out + result.err
+    handler = "MessageHandler" if kind == "seed" else "NestedHandler"
+    heads = [line for line in result.out.splitlines() if not line.startswith(" ")]
+    assert heads == [f"{'same':<12} {M}:{handler}.handle_message  iteration {i}  (line {2 * i + 2})"
+                     for i in range(3)] + ["3 compared: 3 same"]
