@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -19,13 +19,20 @@ from fluxloop._serialize import dumps_attribute
 _PRIMITIVE = (str, bool, int, float)
 
 
+def _is_cancellation(exc: BaseException) -> bool:
+    # asyncio is looked up, not imported: without it loaded no task can have been cancelled, and importing it
+    # would cost every `import fluxloop` about a third of `import opentelemetry.sdk.trace`.
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
+
+
 def record_exception(span: Span, exc: BaseException) -> None:
     """ERROR status with the message, the ``exception`` event and ``error.type``; cancellation marked as such.
 
     Message and stack trace are bounded like other attributes (``max_attribute_length``) and secret-shaped text
     in them (a bearer token in an HTTP error, say) is masked; neither is formatted or scanned beyond the bound."""
     try:
-        if isinstance(exc, asyncio.CancelledError):
+        if _is_cancellation(exc):
             span.set_attributes({attr.CANCELLED: True, attr.ERROR_TYPE: "asyncio.CancelledError"})
             span.set_status(Status(StatusCode.ERROR, "cancelled"))
             return
