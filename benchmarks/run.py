@@ -1,10 +1,11 @@
 """Command line of the harness: runs the phases, prints the markdown report (tables + machine) to stdout.
 
 Phases: ``micro`` (cases 1-8 and the real pipelines' cases R1-R4, plus the peers with ``--peers``), ``collector``
-(case 9), ``throughput`` (case 10), ``memory`` (case 11), ``upload`` (case U), ``import`` (``import fluxloop`` vs
-``import opentelemetry.sdk.trace``), ``large`` (case 12, a 4 MB argument). ``--smoke`` makes everything tiny: it
-checks that every case runs, its numbers mean nothing. Progress goes to stderr, the report to stdout; the headline
-table (every DESIGN §5 target measured with the real pipelines) comes first.
+(case 9), ``throughput`` (case 10), ``memory`` (case 11), ``upload`` (case U), ``faults`` (case 13: hung, trickling,
+resetting collectors), ``import`` (``import fluxloop`` vs ``import opentelemetry.sdk.trace``), ``large`` (case 12, a
+4 MB argument). ``--smoke`` makes everything tiny: it checks that every case runs, its numbers mean nothing.
+Progress goes to stderr, the report to stdout; the headline table (every DESIGN §5 target measured with the real
+pipelines) comes first.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import export_phases, harness, import_cost, large_input, span_bytes, upload_phase
+from benchmarks import export_phases, faults, harness, import_cost, large_input, span_bytes, upload_phase
 from benchmarks.cases_fluxloop import FluxLoopBench, swap_pipeline
 from benchmarks.cases_real import RealPipelines
 from benchmarks.sink import LocalSink
 from benchmarks.workload import RawOtel, core_reference_cases
 
-PHASES = ("micro", "collector", "throughput", "memory", "upload", "import", "large")
+PHASES = ("micro", "collector", "throughput", "memory", "upload", "import", "large", "faults")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             export_phases.run(args, fl, tmp, report, _progress)
         if "upload" in args.phases:
             upload_phase.run(fl, tmp, report, _progress, args.smoke)
+        if "faults" in args.phases:
+            faults.run(args, fl, tmp, report, _progress)
         if "import" in args.phases:
             import_cost.run(5, report, _progress)
         if "large" in args.phases:

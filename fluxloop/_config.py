@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from fluxloop._options import OPTIONS, EnvValueError, Option
+from fluxloop_otel_exporter._redact import redact_url
 
 _logger = logging.getLogger("fluxloop")
 
@@ -61,6 +62,7 @@ class FluxLoopConfig:
     offline_dir: str = _default("offline_dir")
     offline_max_file_bytes: int = _default("offline_max_file_bytes")
     probe_interval: float = _default("probe_interval")
+    forward_spool: bool = _default("forward_spool")
     capture_input: bool = _default("capture_input")
     capture_output: bool = _default("capture_output")
     max_attribute_length: int = _default("max_attribute_length")
@@ -74,6 +76,8 @@ class FluxLoopConfig:
             value = getattr(self, f.name)
             if f.name == "api_key" and value:
                 value = mask_secret(value)
+            elif f.name == "collector_url":
+                value = redact_url(value)
             elif f.name == "headers":
                 value = {k: mask_secret(v) for k, v in value.items()}
             elif isinstance(value, MappingProxyType):

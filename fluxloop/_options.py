@@ -320,6 +320,9 @@ OPTIONS: Final[dict[str, Option]] = {o.name: o for o in (
          "size at which an offline file rotates", default_doc="`67108864` (64 MiB)"),
     _opt("probe_interval", _number(float, 0.0, 86400.0, lo_open=True), 30.0, {PIPELINE},
          "after a collector failure, spool this long before trying again", unit="s"),
+    _opt("forward_spool", _bool, True, {PIPELINE},
+         "send spooled spans in the background once the collector answers (rate-limited; exactly once together "
+         "with `fluxloop upload`)"),
     _opt("capture_input", _bool, True, (), "record call arguments as `input.value`"),
     _opt("capture_output", _bool, True, (), "record return values as `output.value`"),
     _opt("max_attribute_length", _number(int, 64, None), 32 * 1024, (), "longer JSON values are cut"),

@@ -35,7 +35,8 @@ def exporter_options(config: FluxLoopConfig) -> dict[str, Any]:
     return {"endpoint": config.collector_url, "api_key": config.api_key, "headers": dict(config.headers),
             "timeout": config.timeout, "use_collector": config.use_collector,
             "offline_enabled": config.offline_enabled, "offline_dir": config.offline_dir,
-            "max_file_bytes": config.offline_max_file_bytes, "probe_interval": config.probe_interval}
+            "max_file_bytes": config.offline_max_file_bytes, "probe_interval": config.probe_interval,
+            "forward_spool": config.forward_spool}
 
 
 #: ``export_scope`` values.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -17,6 +19,8 @@ from types import MethodType
 from fluxloop._errors import internal_error
 
 _Ref = Callable[[], Callable[[], object] | None]
+# Set once a multiprocessing child runs its exit finalizers (see at_multiprocessing_exit).
+_MP_EXITING = threading.Event()
 
 
 def _weak(callback: Callable[[], object]) -> _Ref:
@@ -70,7 +74,43 @@ class ProcessHooks:
         """Run ``callback`` when this ``multiprocessing`` child ends (it skips ``atexit``: it ends with _exit)."""
         import multiprocessing.util  # already loaded: this runs in a multiprocessing child
 
-        multiprocessing.util.Finalize(None, callback, exitpriority=0)
+        def exiting() -> None:
+            _MP_EXITING.set()  # a SIGTERM from now on (Pool.terminate racing the exit) must not cut this short
+            callback()
+
+        multiprocessing.util.Finalize(None, exiting, exitpriority=0)
+
+    @staticmethod
+    def in_multiprocessing_child_now() -> bool:
+        """Whether this process is a ``multiprocessing`` child (any start method), without importing it."""
+        multiprocessing = sys.modules.get("multiprocessing")
+        return multiprocessing is not None and multiprocessing.parent_process() is not None
+
+    @staticmethod
+    def flush_on_sigterm(callback: Callable[[], object]) -> bool:
+        """In a ``multiprocessing`` child whose SIGTERM the app left at its default: run ``callback`` first, then die
+        of SIGTERM as before (``Pool.__exit__`` and ``terminate()`` end workers so). True when installed.
+
+        Only from the main thread, and never over a handler the application installed.
+        """
+        if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+            return False
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return False
+
+        def flush_then_die(signum: int, frame: object) -> None:
+            if _MP_EXITING.is_set():
+                return  # the worker is already leaving through its finalizers, which flush: let them finish
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            try:
+                callback()
+            except Exception as exc:  # the worker dies either way
+                internal_error("flush on SIGTERM", exc, reraise=False)
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, flush_then_die)
+        return True
 
     @property
     def fork_hook_installed(self) -> bool:

@@ -30,7 +30,7 @@ _logger = logging.getLogger("fluxloop")
 DROP_REPORT_INTERVAL = 60.0
 
 
-def _takes_deadline(exporter: SpanExporter) -> TypeGuard[FluxLoopSpanExporter]:
+def _takes_deadline(exporter: SpanExporter) -> TypeGuard[FluxLoopSpanExporter]:  # noqa: D401
     """Whether ``exporter`` is a FluxLoopSpanExporter, whose shutdown takes a deadline. Looked up in sys.modules so
     that importing this module does not import the exporter package (requests, protobuf): if that package is not
     loaded, no exporter can be one of its classes."""
@@ -74,6 +74,8 @@ class FluxLoopSpanProcessor(SpanProcessor):
         self._dropped_since_report = 0
         self._shutdown = False
         self._init_worker_state()
+        if _takes_deadline(exporter):  # its sender may make the worker wait for room while the queue is half empty
+            exporter.sender.backlog_ok = self._has_room_to_wait
         # Start the worker now, not on the first span: starting a thread costs the calling thread about a
         # millisecond, which would show in that span's trace. (A forked child starts its own lazily.)
         self._ensure_worker()
@@ -81,6 +83,7 @@ class FluxLoopSpanProcessor(SpanProcessor):
 
     # -- state that belongs to one process ------------------------------------------------------------------
     def _init_worker_state(self) -> None:
+        self._drop_lock = threading.Lock()
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._flush_requests: collections.deque[_FlushRequest] = collections.deque()
         self._wake = threading.Event()
@@ -104,18 +107,19 @@ class FluxLoopSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         note_end(span)  # no double counting of tokens (see _usage_seen)
-        if self._shutdown or not span.context.trace_flags.sampled:
+        if not span.context.trace_flags.sampled:
+            return
+        if self._shutdown:  # a span ending while configure() retires this pipeline: counted, never silently lost
+            with self._drop_lock:
+                self._dropped += 1
             return
         queue = self._queue
         if len(queue) >= self._max_queue_size:
-            self._dropped += 1
-            self._dropped_since_report += 1
-            now = self._clock.monotonic()
-            if now - self._last_drop_report >= DROP_REPORT_INTERVAL:
-                self._last_drop_report = now
-                count, self._dropped_since_report = self._dropped_since_report, 0
-                _logger.warning("fluxloop: span queue full (max_queue_size=%d): dropped %d span(s); "
-                                "raise max_queue_size or lower the span rate", self._max_queue_size, count)
+            # Counted only (under a lock: `+=` from several threads can lose updates); the worker reports the
+            # true count of a burst (see _run), the caller does no logging.
+            with self._drop_lock:
+                self._dropped += 1
+                self._dropped_since_report += 1
             return
         queue.append(span)
         if self._worker is None:
@@ -125,16 +129,21 @@ class FluxLoopSpanProcessor(SpanProcessor):
             self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Export everything queued now; False when ``timeout_millis`` passes first."""
+        """Export everything queued now, and wait for the exporter to deliver or spool it; False when
+        ``timeout_millis`` passes first."""
         if self._shutdown:
             return True
-        if not self._queue and not self._busy:
-            return True
-        self._ensure_worker()
-        request = _FlushRequest()
-        self._flush_requests.append(request)
-        self._wake.set()
-        return self._clock.wait(request.done, max(timeout_millis, 0) / 1000.0)
+        deadline = self._clock.monotonic() + max(timeout_millis, 0) / 1000.0
+        if self._queue or self._busy:
+            self._ensure_worker()
+            request = _FlushRequest()
+            self._flush_requests.append(request)
+            self._wake.set()
+            if not self._clock.wait(request.done, max(timeout_millis, 0) / 1000.0):
+                return False
+        if _takes_deadline(self._exporter):  # its sender may still hold batches
+            return self._exporter.force_flush(int(max(0.0, deadline - self._clock.monotonic()) * 1000))
+        return True
 
     def shutdown(self, timeout_millis: int = 30000) -> None:
         """Export what is queued within ``timeout_millis``, then stop the worker and the exporter. Idempotent."""
@@ -147,8 +156,13 @@ class FluxLoopSpanProcessor(SpanProcessor):
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(max(0.0, deadline - self._clock.monotonic()))
-        if not flushed and self._queue:
-            _logger.warning("fluxloop: shutdown timed out; %d queued span(s) not exported", len(self._queue))
+        if self._queue:
+            # The worker did not finish within the budget: hand the rest to the exporter from here (it spools what
+            # its sender cannot take, in milliseconds), so nothing queued is left uncounted.
+            if not flushed:
+                _logger.warning("fluxloop: shutdown timed out; spooling the %d span(s) still queued", len(self._queue))
+            while self._queue:
+                self._export_batch(self._queue)
         try:
             if _takes_deadline(self._exporter):  # it can wait for an export in flight: bound it
                 self._exporter.shutdown(timeout_millis=max(0.0, deadline - self._clock.monotonic()) * 1000)
@@ -156,11 +170,43 @@ class FluxLoopSpanProcessor(SpanProcessor):
                 self._exporter.shutdown()
         except Exception:  # pragma: no cover - exporter bug
             _logger.exception("fluxloop: exporter shutdown failed")
+        while self._queue:  # a span appended by a thread that checked just before shutdown began: still spooled
+            self._export_batch(self._queue)
+        self._report_drops()
+        self._log_summary()
+
+    def _log_summary(self) -> None:
+        """One line at shutdown (and so at exit) when any span was dropped or lost."""
+        counts = self.stats()
+        counters = getattr(self._exporter, "counters", None)
+        if counters is not None:
+            counts.update(exported=counters.exported, spooled=counters.spooled,
+                          failed=max(counts["failed"], counters.failed))
+        if counts["dropped"] or counts["failed"]:
+            _logger.warning("fluxloop: spans this pipeline handled: %d exported, %d spooled, %d dropped (queue full), "
+                            "%d failed", counts["exported"], counts.get("spooled", 0), counts["dropped"],
+                            counts["failed"])
+
+    def _has_room_to_wait(self) -> bool:
+        return len(self._queue) < self._max_queue_size // 2 and not self._shutdown
+
+    def _report_drops(self) -> None:
+        # The count since the last report, read when reporting: at most once per DROP_REPORT_INTERVAL, by the
+        # worker after a round (so a burst is reported with its true size), and once more at shutdown.
+        self._last_drop_report = self._clock.monotonic()
+        with self._drop_lock:
+            count, self._dropped_since_report = self._dropped_since_report, 0
+        if count:
+            _logger.warning("fluxloop: span queue full (max_queue_size=%d): dropped %d span(s) (%d in all); "
+                            "raise max_queue_size or lower the span rate", self._max_queue_size, count,
+                            self._dropped)
 
     # -- inspection -------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
         """Counters: queued now, exported, dropped (queue full), failed (exporter reported failure)."""
-        return {"queued": len(self._queue), "exported": self._exported, "dropped": self._dropped,
+        counters = getattr(self._exporter, "counters", None)
+        pending = getattr(counters, "pending", 0) if counters is not None else 0
+        return {"queued": len(self._queue) + pending, "exported": self._exported, "dropped": self._dropped,
                 "failed": self._failed}
 
     @property
@@ -182,6 +228,9 @@ class FluxLoopSpanProcessor(SpanProcessor):
                 self._drain(full_batches_only=not (timer or requests or self._shutdown))
                 for request in requests:
                     request.done.set()
+                if (self._dropped_since_report
+                        and self._clock.monotonic() - self._last_drop_report >= DROP_REPORT_INTERVAL):
+                    self._report_drops()
                 if self._shutdown:
                     self._drain()
                     return

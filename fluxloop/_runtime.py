@@ -88,6 +88,7 @@ _IDLE_STATE = CallState(True, 1.0, _DEFAULTS.capture_input, _DEFAULTS.capture_ou
 
 
 _RECORDING_SWITCHES = frozenset({"record_args", "recording_file"})
+_RETIRED_LIVE = 16  # retired pipelines whose counters are still read live
 _ZERO_STATS = {"exported": 0, "dropped": 0, "failed": 0, "spooled": 0}
 
 
@@ -112,6 +113,7 @@ class Runtime:
         self.captures = 0
         # Memos, reset by reset_config():
         self.retired = dict(_ZERO_STATS)
+        self.retired_live: list[FluxLoopSpanProcessor] = []
         self.dropped_after_shutdown = 0
         self.reported_env: set[str] = set()
         self._hooks_registered = False
@@ -158,6 +160,7 @@ class Runtime:
             self.switch.closed = False
             self.switch.dropped_closed = 0
             self.retired = dict(_ZERO_STATS)
+            self.retired_live = []
             self.dropped_after_shutdown = 0
             self.reported_env.clear()
             _errors.reset()
@@ -317,9 +320,18 @@ class Runtime:
             return
         timeout = self.resolved.config.timeout if timeout is None else timeout
         pipeline.shutdown(int(max(timeout, 0.0) * 1000))
-        for key, value in self._pipeline_stats(pipeline).items():
-            if key in self.retired:
-                self.retired[key] += value
+        # Its counters stay live for a while: a thread that read the switch just before the swap may still hand
+        # it a span, which it counts (as dropped). Older retired pipelines are folded into fixed sums.
+        self.retired_live.append(pipeline)
+        while len(self.retired_live) > _RETIRED_LIVE:
+            self._fold(self.retired, self.retired_live.pop(0))
+
+    def _fold(self, into: dict[str, int], pipeline: FluxLoopSpanProcessor) -> None:
+        stats = self._pipeline_stats(pipeline)
+        stats["dropped"] = stats.get("dropped", 0) + stats.pop("queued", 0)  # left in a stopped queue: lost
+        for key, value in stats.items():
+            if key in into:
+                into[key] += value
 
     def flush(self, timeout: float | None) -> bool:
         timeout = self.resolved.config.timeout if timeout is None else timeout
@@ -365,6 +377,8 @@ class Runtime:
 
     def stats(self) -> dict[str, int]:
         out = dict(self.retired)
+        for retired in list(self.retired_live):
+            self._fold(out, retired)
         out["queued"] = 0
         out["dropped"] += self.dropped_after_shutdown + self.switch.dropped_closed
         pipeline = self.switch.pipeline
@@ -381,6 +395,8 @@ class Runtime:
         self.hooks.after_fork_in_child(self.after_fork_in_child)
         self.hooks.at_exit(self._at_exit)
         self.hooks.in_multiprocessing_child(self._flush_at_multiprocessing_exit)
+        if self.hooks.in_multiprocessing_child_now():  # a spawn/forkserver worker, or FluxLoop first used in one
+            self._flush_at_multiprocessing_exit()
 
     def _at_exit(self) -> None:
         self.shutdown(self.resolved.config.timeout + EXIT_GRACE)
@@ -389,6 +405,11 @@ class Runtime:
         # A multiprocessing child ends with os._exit() after running multiprocessing's finalizers, never atexit;
         # it also clears the finalizers inherited at fork, so this runs from its after-fork hook.
         self.hooks.at_multiprocessing_exit(self.shutdown)
+        # Pool.__exit__ / terminate() end workers with SIGTERM, which skips the finalizers: flush first.
+        self.hooks.flush_on_sigterm(self._shutdown_on_sigterm)
+
+    def _shutdown_on_sigterm(self) -> None:
+        self.shutdown(self.resolved.config.timeout)
 
     def after_fork_in_child(self) -> None:
         # Another parent thread may have held the lock at fork time: the child starts with a fresh one.

@@ -8,9 +8,11 @@ Add FluxLoop to an application that already has a ``TracerProvider`` (``provider
     exporter = FluxLoopSpanExporter(endpoint="http://localhost:4318", api_key="...")
     provider.add_span_processor(BatchSpanProcessor(exporter))
 
-Spans go to ``<endpoint>/v1/traces`` as OTLP/HTTP protobuf; what the collector cannot take is spooled as OTLP/JSON
-lines under ``./fluxloop_artifacts`` (send it later with ``fluxloop upload``). ``OfflineSpanExporter`` writes
-those files on its own; ``iter_offline_files`` and ``read_requests`` read them back.
+Spans go to ``<endpoint>/v1/traces`` as OTLP/HTTP protobuf, by FluxLoop's own client on a sender thread; what the
+collector cannot take in time is spooled as OTLP/JSON lines under ``./fluxloop_artifacts``, and forwarded in the
+background once the collector is back (or sent with ``fluxloop upload``). ``OfflineSpanExporter`` writes those
+files on its own; ``iter_offline_files`` and ``read_requests`` read them back (the typed reader is
+``fluxloop_otel_exporter._spool_format``).
 """
 
 from __future__ import annotations

@@ -19,16 +19,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from fluxloop_otel_exporter._otlp_json import encode_spans_json
+from fluxloop_otel_exporter._spool_format import FILE_SUFFIX, iter_spool_files, read_lines
 
 __all__ = ["DEFAULT_MAX_FILE_BYTES", "OfflineSpanExporter", "iter_offline_files", "read_requests"]
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
-FILE_SUFFIX = ".jsonl"
 _ERROR_REPORT_INTERVAL = 60.0
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
@@ -89,6 +88,10 @@ class OfflineSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS if self.write_line(line) else SpanExportResult.FAILURE
 
+    def store(self, spans: Sequence[ReadableSpan]) -> bool:
+        """The spool stage: append ``spans`` as one line; True once written (works after :meth:`close` too)."""
+        return self.export(spans) is SpanExportResult.SUCCESS
+
     def write_line(self, line: bytes) -> bool:
         """Append one complete line (ending in ``\\n``) to the current file; False when it could not be written."""
         with self._lock:
@@ -97,6 +100,8 @@ class OfflineSpanExporter(SpanExporter):
             if self._pid != os.getpid():  # a fork without the at-fork hook (e.g. a raw os.fork in a C extension)
                 self._forget_parent_file()
             try:
+                if self._fd is not None and self._file_was_replaced():
+                    self._close_file()  # deleted or replaced under us: never write into an unlinked file
                 if self._fd is None or (self._size > 0 and self._size + len(line) > self._max_file_bytes):
                     self._open_next_file()
                 assert self._fd is not None
@@ -113,8 +118,13 @@ class OfflineSpanExporter(SpanExporter):
                 self._report_error(f"cannot write to {self._directory}: {error}")
                 return False
 
+    def close(self) -> None:
+        """Close the open file; a later write opens a new one."""
+        with self._lock:
+            self._close_file()
+
     def shutdown(self) -> None:
-        """Close the open file. Idempotent."""
+        """Close the open file; later exports fail. Idempotent."""
         with self._lock:
             self._shutdown = True
             self._close_file()
@@ -147,6 +157,18 @@ class OfflineSpanExporter(SpanExporter):
             os.close(fd)
             raise
         self._fd, self._path = fd, path
+
+    def _file_was_replaced(self) -> bool:
+        """Whether the open file was unlinked, or its name now names another file (deleted artifacts, rotation)."""
+        assert self._fd is not None and self._path is not None
+        try:
+            opened = os.fstat(self._fd)
+            if opened.st_nlink == 0:
+                return True
+            named = os.stat(self._path)
+        except OSError:
+            return True
+        return (named.st_ino, named.st_dev) != (opened.st_ino, opened.st_dev)
 
     def _close_file(self) -> None:
         fd, self._fd, self._path, self._size = self._fd, None, None, 0
@@ -182,20 +204,14 @@ def iter_offline_files(directory: str | os.PathLike[str]) -> list[Path]:
         for path in iter_offline_files("./fluxloop_artifacts"):
             print(path.name)
     """
-    folder = Path(directory)
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return []
-    return sorted((p for p in entries if p.name.endswith(FILE_SUFFIX) and p.is_file()), key=lambda p: p.name)
+    return iter_spool_files(directory)
 
 
 def read_requests(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
     """Yield ``(line_number, request, None)`` per valid line of ``path``, ``(line_number, None, error)`` per bad one.
 
-    Reads line by line, never the whole file. Blank lines are skipped; a truncated last line (a writer killed
-    mid-write), garbage and non-request JSON are reported, not raised. A file that cannot be opened yields
-    ``(0, None, error)``.
+    The tuple form of :func:`fluxloop_otel_exporter._spool_format.read_lines` (the typed reader). Reads line by
+    line; a file that cannot be opened yields ``(0, None, error)``.
 
     Example::
 
@@ -203,26 +219,5 @@ def read_requests(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str,
             if error:
                 print(f"{path}:{number}: {error}")
     """
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 (closed by the with below, also when the caller stops early)
-    except OSError as error:
-        yield 0, None, f"cannot open {path}: {error.strerror or error}"
-        return
-    with handle:
-        number = 0
-        for number, raw in enumerate(handle, 1):
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                request = orjson.loads(line)
-            except orjson.JSONDecodeError as error:
-                if not raw.endswith(b"\n"):
-                    yield number, None, "truncated last line (the writer stopped mid-line)"
-                else:
-                    yield number, None, f"invalid JSON: {error}"
-                continue
-            if not isinstance(request, dict) or not isinstance(request.get("resourceSpans", []), list):
-                yield number, None, "not an OTLP ExportTraceServiceRequest (expected an object with resourceSpans)"
-                continue
-            yield number, request, None
+    for line in read_lines(path):
+        yield line.number, line.request, line.error

@@ -1,6 +1,7 @@
 """Offline artifacts read back as traces: a streaming index of trace summaries, and one trace loaded in full.
 
-Files are read one OTLP/JSON request (line) at a time with :func:`fluxloop_otel_exporter.read_requests`. Listing
+Files are read one OTLP/JSON request (line) at a time with the spool format's typed reader
+(:mod:`fluxloop_otel_exporter._spool_format`). Listing
 keeps one small :class:`TraceSummary` per trace, never the spans, so a folder of any size is listed with memory
 proportional to the number of traces. Showing a trace reads again only the files that hold its spans.
 
@@ -13,14 +14,23 @@ Example::
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fluxloop import _attributes as attr
-from fluxloop_otel_exporter import iter_offline_files, read_requests
+from fluxloop_otel_exporter._spool_format import (
+    STATUS_ERROR,
+    SpoolSpan,
+    any_value,
+    iter_spool_files,
+    key_values,
+    parse_span,
+    read_lines,
+    request_spans,
+    span_summary,
+)
 
 __all__ = [
     "STATUS_ERROR",
@@ -37,11 +47,6 @@ __all__ = [
     "resolve_trace_id",
 ]
 
-# OTLP Status.code; the protobuf JSON mapping also allows the enum names.
-STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
-_STATUS_NAMES = {"STATUS_CODE_UNSET": STATUS_UNSET, "STATUS_CODE_OK": STATUS_OK, "STATUS_CODE_ERROR": STATUS_ERROR}
-# SpanFlags bit 9: the parent span is remote (its process wrote it elsewhere): the span is this service's root.
-_FLAG_PARENT_IS_REMOTE = 0x200
 _KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 
 
@@ -188,20 +193,23 @@ class Trace:
 
 def index_traces(directory: Path, on_problem: ProblemHandler) -> TraceIndex:
     """Summarize every trace in the ``.jsonl`` files of ``directory``, one request (line) in memory at a time."""
-    index = TraceIndex(directory, iter_offline_files(directory))
+    index = TraceIndex(directory, iter_spool_files(directory))
     for file_number, path in enumerate(index.files):
-        for number, request, error in read_requests(path):
-            if request is None:
+        for line in read_lines(path):
+            if line.request is None:
                 index.problem_count += 1
-                on_problem(Problem(path, number, error or "unreadable line"))
+                on_problem(Problem(path, line.number, line.error or "unreadable line"))
                 continue
+            number = line.number
             last_resource: Any = None
             service: str | None = None
-            for resource_spans, _scope_spans, span in _otlp_spans(request):
+            for resource_spans, _scope_spans, span in request_spans(line.request):
                 if resource_spans is not last_resource:  # one resource holds many spans: look its name up once
                     last_resource, service = resource_spans, _service_name(resource_spans)
                 try:
-                    basics = _span_basics(span)
+                    summary = span_summary(span)
+                    basics = (summary.trace_id, summary.start_ns, summary.end_ns, summary.is_error,
+                              summary.is_root, summary.name)
                 except (TypeError, ValueError, AttributeError, KeyError) as problem:
                     index.problem_count += 1
                     on_problem(Problem(path, number, f"span skipped: {problem}"))
@@ -254,48 +262,18 @@ def resolve_trace_id(index: TraceIndex, prefix: str | None) -> TraceSummary | No
     return index.traces[matches[0]] if matches else None
 
 
-def _span_basics(span: Any) -> tuple[str, int, int, bool, bool, str]:
-    """(trace id, start, end, is error, is root, name) of an OTLP/JSON span; raises on a malformed span."""
-    if not isinstance(span, dict):
-        raise ValueError(f"expected a span object, got {type(span).__name__}")
-    trace_id = span.get("traceId")
-    if not isinstance(trace_id, str) or len(trace_id) != 32:
-        raise ValueError(f"bad traceId {trace_id!r}")
-    start = int(span.get("startTimeUnixNano") or 0)
-    end = int(span.get("endTimeUnixNano") or start)
-    status = span.get("status") or {}
-    code = status.get("code", STATUS_UNSET)
-    error = _STATUS_NAMES.get(code, code) == STATUS_ERROR
-    root = not span.get("parentSpanId") or bool(int(span.get("flags") or 0) & _FLAG_PARENT_IS_REMOTE)
-    name = span.get("name")
-    return trace_id.lower(), start, end, error, root, sys.intern(name) if isinstance(name, str) else ""
-
-
 _SERVICE_CACHE: dict[str, str] = {}
 
 
 def _service_name(resource_spans: dict[str, Any]) -> str | None:
     resource = resource_spans.get("resource")
-    for item in _list(resource.get("attributes") if isinstance(resource, dict) else None):
+    items = resource.get("attributes") if isinstance(resource, dict) else None
+    for item in items if isinstance(items, list) else ():
         if isinstance(item, dict) and item.get("key") == attr.SERVICE_NAME:
             value = any_value(item.get("value"))
             if isinstance(value, str):
                 return _SERVICE_CACHE.setdefault(value, value)  # one string object per service name
     return None
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _otlp_spans(request: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any], Any]]:
-    """(resourceSpans, scopeSpans, span) for each span of an OTLP/JSON request; malformed containers are skipped."""
-    for resource_spans in _list(request.get("resourceSpans")):
-        if isinstance(resource_spans, dict):
-            for scope_spans in _list(resource_spans.get("scopeSpans")):
-                if isinstance(scope_spans, dict):
-                    for span in _list(scope_spans.get("spans")):
-                        yield resource_spans, scope_spans, span
 
 
 # --- one trace -----------------------------------------------------------------------------------------------
@@ -309,68 +287,32 @@ def load_trace(index: TraceIndex, summary: TraceSummary) -> Trace:
     wanted = summary.trace_id
     by_id: dict[str, SpanRecord] = {}
     for path in index.files[summary.first_file:summary.last_file + 1]:
-        for number, request, _error in read_requests(path):
-            if request is None:
+        for line in read_lines(path):
+            if line.request is None:
                 continue
-            for record in _spans_of(request, wanted, f"{path}:{number}"):
+            for record in _spans_of(line.request, wanted, f"{path}:{line.number}"):
                 by_id.setdefault(record.span_id, record)  # a span written twice is shown once
     return Trace(summary, _tree_order(list(by_id.values())))
 
 
 def _spans_of(request: Mapping[str, Any], trace_id: str, source: str) -> Iterator[SpanRecord]:
-    for resource_spans, scope_spans, span in _otlp_spans(request):
+    for resource_spans, scope_spans, span in request_spans(request):
         if not isinstance(span, dict) or str(span.get("traceId", "")).lower() != trace_id:
             continue
-        resource = resource_spans.get("resource")
         try:
-            yield _span_record(span, key_values(resource.get("attributes")) if isinstance(resource, dict) else {},
-                               _scope(scope_spans.get("scope")), source)
-        except (TypeError, ValueError, AttributeError, KeyError):
+            yield _span_record(parse_span(span, resource_spans, scope_spans), source)
+        except ValueError:
             continue  # reported by the index pass
 
 
-def _scope(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        return {}
-    out: dict[str, Any] = {k: value[k] for k in ("name", "version") if isinstance(value.get(k), str)}
-    if value.get("attributes"):
-        out["attributes"] = key_values(value.get("attributes"))
-    return out
-
-
-def _span_record(span: dict[str, Any], resource: dict[str, Any], scope: dict[str, Any], source: str) -> SpanRecord:
-    trace_id, start, end, _error, _root, name = _span_basics(span)
-    status = span.get("status") or {}
-    code = status.get("code", STATUS_UNSET)
-    parent = span.get("parentSpanId") or None
+def _span_record(span: SpoolSpan, source: str) -> SpanRecord:
     return SpanRecord(
-        trace_id=trace_id,
-        span_id=str(span.get("spanId") or "").lower(),
-        parent_span_id=str(parent).lower() if parent else None,
-        parent_is_remote=bool(int(span.get("flags") or 0) & _FLAG_PARENT_IS_REMOTE),
-        name=name,
-        kind=int(span.get("kind") or 0),
-        start_ns=start,
-        end_ns=end,
-        status_code=int(_STATUS_NAMES.get(code, code)),
-        status_message=str(status.get("message") or ""),
-        attributes=key_values(span.get("attributes")),
-        events=[_event(e) for e in _list(span.get("events")) if isinstance(e, dict)],
-        links=[_link(link) for link in _list(span.get("links")) if isinstance(link, dict)],
-        resource=resource,
-        scope=scope,
-        source=source,
+        trace_id=span.trace_id, span_id=span.span_id, parent_span_id=span.parent_span_id,
+        parent_is_remote=span.parent_is_remote, name=span.name, kind=span.kind, start_ns=span.start_ns,
+        end_ns=span.end_ns, status_code=span.status_code, status_message=span.status_message,
+        attributes=span.attributes, events=list(span.events), links=list(span.links), resource=span.resource,
+        scope=span.scope, source=source,
     )
-
-
-def _event(event: dict[str, Any]) -> dict[str, Any]:
-    return {"name": str(event.get("name") or ""), "time_unix_nano": int(event.get("timeUnixNano") or 0),
-            "attributes": key_values(event.get("attributes"))}
-
-
-def _link(link: dict[str, Any]) -> dict[str, Any]:
-    return {"trace_id": str(link.get("traceId") or "").lower(), "span_id": str(link.get("spanId") or "").lower(),
-            "attributes": key_values(link.get("attributes"))}
 
 
 def _tree_order(spans: list[SpanRecord]) -> list[SpanRecord]:
@@ -407,40 +349,3 @@ def _tree_order(spans: list[SpanRecord]) -> list[SpanRecord]:
     for position, span in enumerate(top):
         span.is_last = position == len(top) - 1
     return ordered
-
-
-# --- OTLP values -----------------------------------------------------------------------------------------------
-
-
-def key_values(items: Any) -> dict[str, Any]:
-    """OTLP/JSON ``KeyValue`` list → ``{key: plain value}``."""
-    out: dict[str, Any] = {}
-    for item in _list(items):
-        if isinstance(item, dict) and isinstance(item.get("key"), str):
-            out[item["key"]] = any_value(item.get("value"))
-    return out
-
-
-def any_value(value: Any) -> Any:
-    """An OTLP/JSON ``AnyValue`` as a plain value (bytes stay base64 text, non-finite doubles become strings)."""
-    if not isinstance(value, dict):
-        return None
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "boolValue" in value:
-        return bool(value["boolValue"])
-    if "intValue" in value:
-        try:
-            return int(value["intValue"])
-        except (TypeError, ValueError):
-            return value["intValue"]
-    if "doubleValue" in value:
-        number = value["doubleValue"]
-        return float(number) if isinstance(number, (int, float)) else str(number)
-    if "arrayValue" in value:
-        return [any_value(v) for v in _list((value["arrayValue"] or {}).get("values"))]
-    if "kvlistValue" in value:
-        return key_values((value["kvlistValue"] or {}).get("values"))
-    if "bytesValue" in value:
-        return value["bytesValue"]  # base64 text, as in the file
-    return None

@@ -20,6 +20,7 @@ import orjson
 
 from fluxloop._config import OPTIONS, SOURCE_DEFAULT, FluxLoopConfig, mask_secret, resolve_env
 from fluxloop.cli._render import BOLD, DIM, Painter
+from fluxloop_otel_exporter._redact import redact_url
 
 NAME = "config"
 HELP = "show the resolved configuration: each option, its value and where it came from (secrets masked)"
@@ -63,6 +64,8 @@ def json_value(name: str, config: FluxLoopConfig) -> Any:
         return f"<callable:{getattr(value, '__qualname__', None) or type(value).__name__}>"
     if secret and isinstance(value, str):
         return mask_secret(value)
+    if name == "collector_url":
+        return redact_url(value)
     return value
 
 

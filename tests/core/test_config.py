@@ -223,8 +223,9 @@ _CHANGED = {
     "sample_rate": 0.5, "service_name": "svc", "environment": "prod", "resource_attributes": {"team": "ai"},
     "record_args": False, "recording_file": None, "batch_size": 7, "flush_interval": 1.0, "max_queue_size": 99,
     "timeout": 3.0, "use_collector": True, "offline_enabled": False, "offline_dir": "elsewhere",
-    "offline_max_file_bytes": 4096, "probe_interval": 2.0, "capture_input": False, "capture_output": False,
-    "max_attribute_length": 100, "mask_patterns": ["ssn"], "mask_function": repr, "export_scope": "all",
+    "offline_max_file_bytes": 4096, "probe_interval": 2.0, "forward_spool": False, "capture_input": False,
+    "capture_output": False, "max_attribute_length": 100, "mask_patterns": ["ssn"], "mask_function": repr,
+    "export_scope": "all",
 }
 # (record_args/recording_file are the recording component's: tests/recording covers them.)
 

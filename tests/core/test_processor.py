@@ -97,9 +97,11 @@ def test_full_queue_drops_and_counts_without_blocking(caplog: pytest.LogCaptureF
     stats = processor.stats()
     assert stats["queued"] == 100
     assert stats["dropped"] == 900
-    assert sum("queue full" in r.getMessage() for r in caplog.records) == 1
+    assert not any("queue full" in r.getMessage() for r in caplog.records)  # the caller never logs
     exporter.gate.set()
-    assert processor.force_flush(10_000)
+    assert processor.force_flush(10_000)  # the worker's round ends: it reports the burst with its true size
+    warnings = [r.getMessage() for r in caplog.records if "span queue full" in r.getMessage()]
+    assert len(warnings) == 1 and "dropped 900 span(s)" in warnings[0]
     assert processor.stats()["exported"] == 110
     processor.shutdown()
 
@@ -224,13 +226,22 @@ def test_queue_full_warning_is_repeated_once_per_interval(caplog: pytest.LogCapt
     provider, processor = make(exporter, max_queue_size=10, batch_size=10, flush_interval=3600, clock=clock)
     emit(provider, 10)
     assert exporter.entered.wait(30)
-    emit(provider, 15)  # 10 queued, 5 dropped: one warning, at the first drop
-    clock.advance(DROP_REPORT_INTERVAL - 0.5)
-    emit(provider, 3)  # within the interval: counted, not warned
-    clock.advance(0.5)
-    emit(provider, 1)  # the interval has passed: one more warning, with the drops since the last one
-    warnings = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
-    assert len(warnings) == 2 and "dropped 1 span(s)" in warnings[0] and "dropped 8 span(s)" in warnings[1]
-    assert processor.stats()["dropped"] == 9
+    emit(provider, 15)  # 10 queued, 5 dropped
     exporter.gate.set()
-    processor.shutdown()
+    assert processor.force_flush(10_000)  # the round ends: one warning with the burst's true count
+    exporter.gate.clear()
+    exporter.entered.clear()
+    emit(provider, 10)
+    processor._wake.set()
+    assert exporter.entered.wait(30)
+    emit(provider, 13)  # 10 queued, 3 dropped
+    clock.advance(DROP_REPORT_INTERVAL - 0.5)
+    exporter.gate.set()
+    assert processor.force_flush(10_000)  # within the interval: counted, not warned
+    warnings = [r.getMessage() for r in caplog.records if "span queue full" in r.getMessage()]
+    assert len(warnings) == 1 and "dropped 5 span(s)" in warnings[0]
+    processor.shutdown()  # the rest is reported at shutdown, with the summary
+    warnings = [r.getMessage() for r in caplog.records if "span queue full" in r.getMessage()]
+    assert len(warnings) == 2 and "dropped 3 span(s) (8 in all)" in warnings[1]
+    assert processor.stats()["dropped"] == 8
+    assert any("8 dropped (queue full)" in r.getMessage() for r in caplog.records)

@@ -46,6 +46,9 @@ class OtlpSink:
         self.connections = 0
         self.script: collections.deque[Any] = collections.deque()
         self.default: Any = 200
+        self.reject: Callable[[ExportTraceServiceRequest], bool] | None = None  # answered ``reject_answer``
+        self.reject_answer: tuple[int, str] = (400, "")
+        self.max_bytes: int | None = None  # a larger (decompressed) body is answered 413, as a size-limited collector
         self.release = threading.Event()
         sink = self
 
@@ -62,6 +65,10 @@ class OtlpSink:
                 request = ExportTraceServiceRequest.FromString(body)
                 with sink.lock:
                     action = sink.script.popleft() if sink.script else sink.default
+                    if sink.max_bytes is not None and len(body) > sink.max_bytes and action in (200, HOLD):
+                        action = 413
+                    if sink.reject is not None and action == 200 and sink.reject(request):
+                        action = sink.reject_answer[0]
                     attempt = Attempt(time.monotonic(), self.path, {k.lower(): v for k, v in self.headers.items()},
                                       request, action, raw)
                     sink.attempts.append(attempt)
@@ -74,6 +81,8 @@ class OtlpSink:
                         action = attempt.action = 200  # delivered once released
                 status, headers = action if isinstance(action, tuple) else (action, {})
                 payload = ExportTraceServiceResponse().SerializeToString() if status == 200 else b""
+                if sink.reject is not None and status == sink.reject_answer[0]:
+                    payload = sink.reject_answer[1].encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(payload)))

@@ -53,6 +53,7 @@ def make_exporter(tmp_path: Path) -> Iterator[Callable[..., FluxLoopSpanExporter
         options.setdefault("offline_dir", tmp_path / "spool")
         options.setdefault("timeout", 2.0)
         options.setdefault("probe_interval", 60.0)
+        options.setdefault("forward_spool", False)  # the forwarder has tests of its own (test_forwarding.py)
         exporter = FluxLoopSpanExporter(endpoint, **options)
         made.append(exporter)
         return exporter

@@ -21,7 +21,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from fluxloop_otel_exporter import FluxLoopSpanExporter, iter_offline_files, read_requests, traces_endpoint
-from fluxloop_otel_exporter._session import CollectorSession
 
 from fake_clock import FakeClock
 
@@ -47,6 +46,11 @@ class GatedSession(requests.Session):
         response = requests.Response()
         response.status_code, response._content, response.url = self.status, b"", url
         return response
+
+
+def sent(exporter: FluxLoopSpanExporter, spans) -> bool:
+    """Export, then wait for the sender (a user's flush, as BatchSpanProcessor.force_flush does)."""
+    return exporter.export(spans) is SpanExportResult.SUCCESS and exporter.force_flush(30_000)
 
 
 def spooled_names(folder: Path) -> list[str]:
@@ -86,7 +90,7 @@ def test_delivers_with_bearer_and_custom_headers(sink: OtlpSink, make_exporter, 
     exporter = make_exporter(sink.url + "/", api_key="k-123", headers={"X-Team": "agents", "Authorization": "no"})
     spans = make_spans(5, name="deliver")
     with caplog.at_level(logging.INFO):
-        assert exporter.export(spans) is SpanExportResult.SUCCESS
+        assert sent(exporter, spans)
     [attempt] = sink.attempts
     assert attempt.path == "/v1/traces"
     assert attempt.headers["authorization"] == "Bearer k-123"
@@ -94,14 +98,14 @@ def test_delivers_with_bearer_and_custom_headers(sink: OtlpSink, make_exporter, 
     assert attempt.headers["content-encoding"] == "gzip"
     assert attempt.headers["content-type"] == "application/x-protobuf"
     assert sorted(sink.delivered_span_names()) == sorted(s.name for s in spans)
-    assert exporter.counters.snapshot() == {"exported": 5, "spooled": 0, "failed": 0}
+    assert exporter.counters.snapshot() == {"exported": 5, "spooled": 0, "failed": 0, "pending": 0}
     assert not (tmp_path / "spool").exists()
     assert "k-123" not in repr(exporter) and "k-123" not in caplog.text
 
 
 def test_endpoint_already_ending_in_v1_traces_is_used_as_is(sink: OtlpSink, make_exporter, make_spans) -> None:
     exporter = make_exporter(sink.url + "/v1/traces", compression="none")
-    assert exporter.export(make_spans(1)) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(1))
     assert sink.attempts[0].path == "/v1/traces" and "content-encoding" not in sink.attempts[0].headers
 
 
@@ -113,7 +117,7 @@ def test_gzip_at_level_1_compressed_once_for_all_retries(sink: OtlpSink, make_ex
     sink.script.append(503)
     exporter = make_exporter(sink.url, timeout=5.0)
     spans = make_spans(20, name="gz", payload="x" * 200)
-    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert sent(exporter, spans)
     first, second = sink.attempts
     assert first.headers["content-encoding"] == second.headers["content-encoding"] == "gzip"
     assert first.body[:2] == b"\x1f\x8b" and first.body[8] == GZIP_FASTEST
@@ -124,17 +128,17 @@ def test_gzip_at_level_1_compressed_once_for_all_retries(sink: OtlpSink, make_ex
 
 def test_deflate_is_compressed_by_our_session_too(sink: OtlpSink, make_exporter, make_spans) -> None:
     exporter = make_exporter(sink.url, compression="deflate")
-    assert exporter.export(make_spans(3, name="df")) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(3, name="df"))
     [attempt] = sink.attempts
     assert attempt.headers["content-encoding"] == "deflate" and attempt.body[:1] == b"\x78"
     assert sink.delivered_span_names() == ["df-0", "df-1", "df-2"]
 
 
-def test_a_session_of_your_own_gets_the_stock_compression(sink: OtlpSink, make_exporter, make_spans) -> None:
+def test_a_session_of_your_own_is_used_as_the_transport(sink: OtlpSink, make_exporter, make_spans) -> None:
     exporter = make_exporter(sink.url, session=requests.Session())
-    assert exporter.export(make_spans(2, name="own")) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(2, name="own"))
     [attempt] = sink.attempts
-    assert attempt.headers["content-encoding"] == "gzip" and attempt.body[8] == GZIP_BEST
+    assert attempt.headers["content-encoding"] == "gzip" and attempt.body[8] == GZIP_FASTEST
     assert sink.delivered_span_names() == ["own-0", "own-1"]
 
 
@@ -146,10 +150,10 @@ def test_refused_collector_spools_and_warns_once(refused_url, make_exporter, mak
         for i in range(10):
             batch = make_spans(3, name=f"b{i}")
             names += [s.name for s in batch]
-            assert exporter.export(batch) is SpanExportResult.SUCCESS
+            assert sent(exporter, batch)
     # A refusal is spooled at once: retried until the deadline, one batch alone would take about 7 s.
     assert time.monotonic() - started < 5.0
-    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 30, "failed": 0}
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 30, "failed": 0, "pending": 0}
     assert sorted(spooled_names(tmp_path / "spool")) == sorted(names)
     [warning] = ours(caplog, logging.WARNING)
     message = warning.getMessage()
@@ -166,24 +170,24 @@ def test_down_collector_gets_no_traffic_until_the_probe(sink: OtlpSink, make_exp
     sink.default = DROP  # accepts the connection, closes it without an answer
     exporter = make_exporter(sink.url, timeout=0.5, probe_interval=30.0, clock=clock)
     with caplog.at_level(logging.INFO, logger="fluxloop.exporter"):
-        assert exporter.export(make_spans(2, name="first")) is SpanExportResult.SUCCESS
+        assert sent(exporter, make_spans(2, name="first"))
         connections, attempts = sink.connections, len(sink.attempts)
         assert connections >= 1 and attempts >= 1
 
         clock.advance(29.5)
         sink.default = 200
-        assert exporter.export(make_spans(2, name="second")) is SpanExportResult.SUCCESS
+        assert sent(exporter, make_spans(2, name="second"))
         assert (sink.connections, len(sink.attempts)) == (connections, attempts)  # no network attempt
         assert exporter.collector_available is False
 
         clock.advance(0.5)  # probe_interval after the failure: one batch goes to the collector
-        assert exporter.export(make_spans(1, name="probe")) is SpanExportResult.SUCCESS
+        assert sent(exporter, make_spans(1, name="probe"))
         assert sink.delivered_span_names() == ["probe-0"]
         assert exporter.collector_available is True
-        assert exporter.export(make_spans(1, name="after")) is SpanExportResult.SUCCESS  # straight to the collector
+        assert sent(exporter, make_spans(1, name="after"))  # straight to the collector
         assert sink.delivered_span_names() == ["probe-0", "after-0"]
 
-    assert exporter.counters.snapshot() == {"exported": 2, "spooled": 4, "failed": 0}
+    assert exporter.counters.snapshot() == {"exported": 2, "spooled": 4, "failed": 0, "pending": 0}
     assert sorted(spooled_names(tmp_path / "spool")) == ["first-0", "first-1", "second-0", "second-1"]
     assert len(ours(caplog, logging.WARNING)) == 1
     [info] = ours(caplog, logging.INFO)
@@ -195,17 +199,17 @@ def test_a_failed_probe_keeps_the_breaker_open_for_another_interval(sink: OtlpSi
     clock = FakeClock()
     sink.default = 400  # not retried by the stock exporter: each network attempt is one request
     exporter = make_exporter(sink.url, probe_interval=10.0, clock=clock)
-    assert exporter.export(make_spans(1, name="a")) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(1, name="a"))
     assert len(sink.attempts) == 1 and exporter.collector_available is False
     clock.advance(10.0)
-    assert exporter.export(make_spans(1, name="b")) is SpanExportResult.SUCCESS  # the probe, refused again
+    assert sent(exporter, make_spans(1, name="b"))  # the probe, refused again
     assert len(sink.attempts) == 2
     clock.advance(9.5)
-    assert exporter.export(make_spans(1, name="c")) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(1, name="c"))
     assert len(sink.attempts) == 2  # the interval restarted at the failed probe
     clock.advance(0.5)
     sink.default = 200
-    assert exporter.export(make_spans(1, name="d")) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(1, name="d"))
     assert sink.delivered_span_names() == ["d-0"] and exporter.collector_available is True
     assert sorted(spooled_names(tmp_path / "spool")) == ["a-0", "b-0", "c-0"]
 
@@ -228,7 +232,7 @@ def test_shutdown_waits_for_an_export_in_flight_within_its_budget(refused_url, m
     exporting.join(30)
     assert not stopper.is_alive() and not exporting.is_alive()
     assert sorted(spooled_names(tmp_path / "spool")) == ["late-0", "late-1"]
-    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 2, "failed": 0}
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 2, "failed": 0, "pending": 0}
 
 
 def test_shutdown_stops_waiting_for_a_stuck_export_when_its_budget_is_spent(refused_url, make_exporter, make_spans,
@@ -244,27 +248,29 @@ def test_shutdown_stops_waiting_for_a_stuck_export_when_its_budget_is_spent(refu
     poll(lambda: clock.waiting() == 1, timeout=30)
     clock.advance(2.0)
     stopper.join(30)
-    assert not stopper.is_alive() and exporting.is_alive()  # shutdown returned; the export is still stuck
+    assert not stopper.is_alive()  # shutdown returned; the request is still stuck in the session
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 2, "failed": 0, "pending": 0}  # spooled by shutdown
     session.gate.set()
     exporting.join(30)
-    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 0, "failed": 2}  # files were closed
+    assert exporter.force_flush(30_000)
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 2, "failed": 0, "pending": 0}  # counted once
 
 
 def test_503_then_200_is_delivered_after_a_retry(sink: OtlpSink, make_exporter, make_spans, caplog) -> None:
     sink.script.append(503)
     exporter = make_exporter(sink.url, timeout=5.0)
     with caplog.at_level(logging.DEBUG):
-        assert exporter.export(make_spans(4, name="retry")) is SpanExportResult.SUCCESS
+        assert sent(exporter, make_spans(4, name="retry"))
     assert [a.action for a in sink.attempts] == [503, 200]
     assert sorted(sink.delivered_span_names()) == [f"retry-{i}" for i in range(4)]
-    assert exporter.counters.snapshot() == {"exported": 4, "spooled": 0, "failed": 0}
+    assert exporter.counters.snapshot() == {"exported": 4, "spooled": 0, "failed": 0, "pending": 0}
     assert ours(caplog, logging.WARNING) == [] and stock_records(caplog) == []
 
 
 def test_dropped_connections_are_retried_then_delivered(sink: OtlpSink, make_exporter, make_spans) -> None:
     sink.script.extend([DROP, DROP])  # the stock client reconnects at once, then backs off ~1 s
     exporter = make_exporter(sink.url, timeout=5.0)
-    assert exporter.export(make_spans(2, name="reset")) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(2, name="reset"))
     assert [a.action for a in sink.attempts] == [DROP, DROP, 200]
     assert sink.attempts[2].at - sink.attempts[1].at >= 0.75  # backoff 1 s with 20 % jitter
     assert sorted(sink.delivered_span_names()) == ["reset-0", "reset-1"]
@@ -274,7 +280,7 @@ def test_a_collector_answering_503_costs_at_most_the_timeout(sink: OtlpSink, mak
     sink.default = 503
     exporter = make_exporter(sink.url, timeout=1.5)
     started = time.monotonic()
-    assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(2))
     assert time.monotonic() - started < 1.5 + LOADED_MARGIN
     assert len(sink.attempts) >= 2 and exporter.counters.spooled == 2
 
@@ -282,7 +288,7 @@ def test_a_collector_answering_503_costs_at_most_the_timeout(sink: OtlpSink, mak
 def test_429_retry_after_is_honoured(sink: OtlpSink, make_exporter, make_spans) -> None:
     sink.script.append((429, {"Retry-After": "1"}))
     exporter = make_exporter(sink.url, timeout=5.0)
-    assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(2))
     first, second = sink.attempts
     assert 0.95 <= second.at - first.at < 1.0 + LOADED_MARGIN
     assert exporter.counters.exported == 2
@@ -291,9 +297,9 @@ def test_429_retry_after_is_honoured(sink: OtlpSink, make_exporter, make_spans) 
 def test_silent_collector_costs_at_most_the_timeout(silent_url, make_exporter, make_spans, tmp_path) -> None:
     exporter = make_exporter(silent_url, timeout=1.0)
     started = time.monotonic()
-    assert exporter.export(make_spans(3, name="slow")) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(3, name="slow"))
     assert time.monotonic() - started < 1.0 + LOADED_MARGIN
-    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 3, "failed": 0}
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 3, "failed": 0, "pending": 0}
     assert sorted(spooled_names(tmp_path / "spool")) == ["slow-0", "slow-1", "slow-2"]
 
 
@@ -312,20 +318,20 @@ def test_shutdown_interrupts_a_retry_wait_and_spools_the_batch(sink: OtlpSink, m
         assert time.monotonic() - started < 10.0  # the 20 s wait was cut short
     assert results == [SpanExportResult.SUCCESS]
     assert spooled_names(tmp_path / "spool") == ["late-0", "late-1"]
-    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 2, "failed": 0}
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 2, "failed": 0, "pending": 0}
     assert ours(caplog, logging.WARNING) == []  # stopping is not an outage
     exporter.shutdown()  # idempotent
-    assert exporter.export(make_spans(1)) is SpanExportResult.FAILURE
-    assert exporter.counters.failed == 1
+    assert exporter.export(make_spans(1, name="after")) is SpanExportResult.SUCCESS  # a last drain: still on disk
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 3, "failed": 0, "pending": 0}
     assert exporter.force_flush() is True
 
 
 def test_use_collector_false_writes_files_only(sink: OtlpSink, make_exporter, make_spans, tmp_path) -> None:
     exporter = make_exporter(sink.url, use_collector=False)
     for i in range(3):
-        assert exporter.export(make_spans(2, name=f"file{i}")) is SpanExportResult.SUCCESS
+        assert sent(exporter, make_spans(2, name=f"file{i}"))
     assert sink.connections == 0 and sink.attempts == []
-    assert exporter.counters.snapshot() == {"exported": 6, "spooled": 0, "failed": 0}
+    assert exporter.counters.snapshot() == {"exported": 6, "spooled": 0, "failed": 0, "pending": 0}
     assert len(spooled_names(tmp_path / "spool")) == 6
 
 
@@ -333,9 +339,10 @@ def test_offline_disabled_and_collector_refusing_loses_the_batch(refused_url, ma
                                                                  tmp_path, caplog) -> None:
     exporter = make_exporter(refused_url, offline_enabled=False, timeout=0.5)
     with caplog.at_level(logging.WARNING):
-        assert exporter.export(make_spans(3)) is SpanExportResult.FAILURE
-        assert exporter.export(make_spans(2)) is SpanExportResult.FAILURE
-    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 0, "failed": 5}
+        exporter.export(make_spans(3))  # taken by the sender, lost when the collector refuses
+        assert exporter.force_flush(30_000)
+        assert exporter.export(make_spans(2)) is SpanExportResult.FAILURE  # the collector is held for down
+    assert exporter.counters.snapshot() == {"exported": 0, "spooled": 0, "failed": 5, "pending": 0}
     assert not (tmp_path / "spool").exists()
     [warning] = ours(caplog, logging.WARNING)
     assert "offline storage is off" in warning.getMessage()
@@ -357,31 +364,31 @@ def test_export_never_raises(make_exporter, sink: OtlpSink, caplog) -> None:
     with caplog.at_level(logging.CRITICAL):
         assert exporter.export([object()]) is SpanExportResult.FAILURE  # type: ignore[list-item]
     assert exporter.counters.failed == 1
-    assert exporter.export([]) is SpanExportResult.SUCCESS
+    assert sent(exporter, [])
 
 
 def _export_in_child(exporter: FluxLoopSpanExporter, spans) -> None:
-    ok = exporter.export(spans) is SpanExportResult.SUCCESS and exporter.counters.exported == len(spans)
+    ok = sent(exporter, spans) and exporter.counters.exported == len(spans)
     exporter.shutdown()
     os._exit(0 if ok else 3)
 
 
 def test_forked_child_exports_on_its_own_connection(sink: OtlpSink, make_exporter, make_spans) -> None:
     exporter = make_exporter(sink.url)
-    assert exporter.export(make_spans(1, name="parent")) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(1, name="parent"))
     child = multiprocessing.get_context("fork").Process(target=_export_in_child,
                                                         args=(exporter, make_spans(2, name="child")))
     child.start()
     child.join(30)
     assert child.exitcode == 0
-    assert exporter.export(make_spans(1, name="parent-again")) is SpanExportResult.SUCCESS
+    assert sent(exporter, make_spans(1, name="parent-again"))
     assert sorted(sink.delivered_span_names()) == ["child-0", "child-1", "parent-0", "parent-again-0"]
     assert exporter.counters.exported == 2  # the child's counts are its own
 
 
 def test_spooled_files_are_valid_requests(refused_url, make_exporter, make_spans, tmp_path) -> None:
     exporter = make_exporter(refused_url, timeout=0.5)
-    exporter.export(make_spans(2))
+    assert sent(exporter, make_spans(2))
     [path] = iter_offline_files(tmp_path / "spool")
     [(_, request, error)] = list(read_requests(path))
     assert error is None and request == orjson.loads(path.read_bytes())
@@ -406,8 +413,60 @@ def test_in_a_batch_span_processor(collector: str, sink: OtlpSink, refused_url: 
         assert sorted(spooled_names(tmp_path)) == expected and exporter.counters.spooled == 50
 
 
-def test_collector_session_rejects_what_it_cannot_compress() -> None:
-    with pytest.raises(ValueError):
-        CollectorSession(fail_fast_on_refused=False, content_encoding="br")
-    with pytest.raises(ValueError):
-        CollectorSession(fail_fast_on_refused=False, content_encoding="gzip", compresslevel=10)
+# --- oversized data ---------------------------------------------------------------------------------------------
+
+
+def test_a_413_splits_the_batch_and_delivers_the_halves(sink: OtlpSink, make_exporter, make_spans,
+                                                        tmp_path) -> None:
+    spans = make_spans(40, name="big", payload="p" * 8_000)
+    sink.max_bytes = 100_000  # about a dozen of these spans per request
+    exporter = make_exporter(sink.url, timeout=10.0)
+    assert sent(exporter, spans)
+    assert sorted(sink.delivered_span_names()) == sorted(s.name for s in spans)
+    assert any(a.action == 413 for a in sink.attempts)
+    assert all(len(a.request.SerializeToString()) <= 100_000 for a in sink.delivered())
+    assert exporter.counters.snapshot() == {"exported": 40, "spooled": 0, "failed": 0, "pending": 0}
+    assert not (tmp_path / "spool").exists()
+
+
+def test_a_single_span_too_large_is_sent_with_its_largest_attributes_cut(sink: OtlpSink, make_exporter,
+                                                                         make_spans, caplog) -> None:
+    huge = make_spans(1, name="huge", message="m" * 3_000_000, small="kept")
+    after = make_spans(2, name="after")
+    sink.max_bytes = 200_000
+    exporter = make_exporter(sink.url, timeout=10.0)
+    with caplog.at_level(logging.WARNING, logger="fluxloop.exporter"):
+        assert sent(exporter, huge)
+        assert sent(exporter, after)  # never blocked by the one before
+    [cut_request] = [a.request for a in sink.delivered() if a.request.resource_spans[0].scope_spans[0].spans[0]
+                     .name == "huge-0"]
+    span = cut_request.resource_spans[0].scope_spans[0].spans[0]
+    attributes = {kv.key: kv.value for kv in span.attributes}
+    assert attributes["message"].string_value.startswith("m" * 1000)
+    assert "cut by fluxloop" in attributes["message"].string_value
+    assert attributes["small"].string_value == "kept"
+    assert [v.string_value for v in attributes["fluxloop.truncated_attributes"].array_value.values] == ["message"]
+    assert sorted(sink.delivered_span_names()) == ["after-0", "after-1", "huge-0"]
+    assert exporter.counters.snapshot() == {"exported": 3, "spooled": 0, "failed": 0, "pending": 0}
+    assert any("too large" in r.getMessage() for r in caplog.records)
+
+
+# --- the spool file under a running process ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_spool_file_deleted_or_replaced_is_reopened(refused_url, make_exporter, make_spans, tmp_path,
+                                                      how: str) -> None:
+    # Found: deleting delivered artifacts while the app ran sent every later span into the unlinked file.
+    exporter = make_exporter(refused_url, timeout=0.5)
+    assert sent(exporter, make_spans(2, name="first"))
+    [path] = iter_offline_files(tmp_path / "spool")
+    path.unlink()
+    if how == "replaced":
+        path.write_bytes(b"")  # another file under the same name (e.g. an editor's save)
+    assert sent(exporter, make_spans(3, name="second"))
+    names = spooled_names(tmp_path / "spool")
+    assert sorted(names) == ["second-0", "second-1", "second-2"]
+    assert exporter.counters.spooled == 5
+    if how == "replaced":
+        assert path.read_bytes() == b""  # not written into the other file

@@ -263,3 +263,15 @@ def test_the_exporter_posts_the_stock_bytes_for_fluxloop_and_third_party_spans(s
     [attempt] = sink.delivered()
     assert attempt.request.SerializeToString() == stock(spans)
     assert gzip.decompress(attempt.body) == stock(spans)
+
+
+def test_the_exporter_encodes_with_fluxloops_encoder(sink, make_exporter) -> None:
+    # A span name the stock encoder cannot encode (a lone surrogate fails its whole batch) reaches the collector
+    # with the bad code point replaced, beside a normal span: the export stage uses FluxLoop's encoder.
+    spans = [span("bad \ud800 name", attributes={"k": "v"}), span("fine")]
+    with pytest.raises(Exception):
+        stock(spans)
+    exporter = make_exporter(sink.url, timeout=5.0)
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert exporter.force_flush(10_000)
+    assert sorted(sink.delivered_span_names()) == ["bad ? name", "fine"]

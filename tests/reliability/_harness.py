@@ -24,7 +24,7 @@ from typing import Any
 from exporter._otlp_sink import OtlpSink
 
 import fluxloop
-from fluxloop_otel_exporter import iter_offline_files, read_requests
+from fluxloop_otel_exporter._spool_format import iter_spool_files, read_lines
 
 __all__ = [
     "REPO",
@@ -67,46 +67,17 @@ class Span:
     events: tuple[dict[str, Any], ...] = field(default=(), hash=False, compare=False)
 
 
-def _any_value(value: dict[str, Any]) -> Any:
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "intValue" in value:
-        return int(value["intValue"])
-    if "doubleValue" in value:
-        return float(value["doubleValue"])
-    if "boolValue" in value:
-        return bool(value["boolValue"])
-    if "arrayValue" in value:
-        return [_any_value(v) for v in value["arrayValue"].get("values", [])]
-    if "kvlistValue" in value:
-        return {kv["key"]: _any_value(kv["value"]) for kv in value["kvlistValue"].get("values", [])}
-    if "bytesValue" in value:
-        return value["bytesValue"]
-    return None
-
-
-def _json_attributes(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    return {kv["key"]: _any_value(kv.get("value") or {}) for kv in items}
-
-
 def offline_spans(directory: str | os.PathLike[str]) -> list[Span]:
-    """Every span in the ``.jsonl`` artifacts of ``directory``; a line that is not a whole request fails the test."""
+    """Every span in the ``.jsonl`` artifacts of ``directory`` (the spool format's typed reader); a line that is
+    not a whole request fails the test."""
     spans = []
-    for path in iter_offline_files(directory):
-        for number, request, error in read_requests(path):
-            assert error is None, f"{path}:{number}: {error}"
-            assert request is not None
-            for rs in request.get("resourceSpans", []):
-                for ss in rs.get("scopeSpans", []):
-                    for s in ss.get("spans", []):
-                        status = s.get("status") or {}
-                        spans.append(Span(
-                            s["traceId"], s["spanId"], s.get("parentSpanId") or None, s["name"],
-                            _json_attributes(s.get("attributes", [])), int(status.get("code", 0) or 0),
-                            status.get("message", "") or "",
-                            tuple({"name": e.get("name"), "attributes": _json_attributes(e.get("attributes", []))}
-                                  for e in s.get("events", [])),
-                        ))
+    for path in iter_spool_files(directory):
+        for line in read_lines(path):
+            assert line.error is None, f"{path}:{line.number}: {line.error}"
+            for s in line.spans():
+                spans.append(Span(s.trace_id, s.span_id, s.parent_span_id, s.name, s.attributes, s.status_code,
+                                  s.status_message,
+                                  tuple({"name": e["name"], "attributes": e["attributes"]} for e in s.events)))
     return spans
 
 

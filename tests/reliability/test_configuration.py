@@ -44,6 +44,7 @@ BAD_VALUES: dict[str, list[Any]] = {
     "offline_dir": [5, None, ""],
     "offline_max_file_bytes": [1.5, "2048", 10],
     "probe_interval": ["1", 0, -1, math.inf],
+    "forward_spool": ["yes", 1],
     "capture_input": ["false", 0],
     "capture_output": [None, "x"],
     "max_attribute_length": ["100", 64.0, 10],

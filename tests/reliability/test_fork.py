@@ -15,7 +15,7 @@ import pytest
 import fluxloop
 from fluxloop import _runtime
 
-from ._harness import Child, Forks, OtlpSink, StatsSince, assert_each_once, delivered_spans, strict_json
+from ._harness import Child, Forks, OtlpSink, StatsSince, assert_each_once, child_env, delivered_spans, strict_json
 
 pytestmark = [pytest.mark.reliability,
               pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")]
@@ -258,3 +258,37 @@ def test_multiprocessing_fork_workers_export_their_spans_without_an_explicit_flu
         spawn: Callable[..., Child], sink: OtlpSink, offline_dir: Path, mode: str) -> None:
     spans = _run_mp(spawn, sink, offline_dir, mode)
     assert _keys(spans, "execute_tool task") == Counter((i,) for i in range(200))
+
+
+POOL_SCRIPT = """
+import json, multiprocessing, sys
+method, module = sys.argv[1], sys.argv[2]
+tasks = __import__(f"reliability.{module}", fromlist=["task"])
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(2) as pool:  # the idiom of Python's docs: __exit__ ends the workers with SIGTERM
+        results = pool.map(tasks.task, range(200), chunksize=10)
+    print("RESULT", json.dumps(results == [2 * i for i in range(200)]), flush=True)
+"""
+
+
+@pytest.mark.parametrize(("method", "module"), [
+    ("fork", "_pool_tasks"), ("spawn", "_pool_tasks"), ("forkserver", "_pool_tasks"), ("forkserver", "_pool_lazy"),
+])
+def test_pool_workers_ended_by_sigterm_deliver_their_spans(spawn: Callable[..., Child], sink: OtlpSink,
+                                                           offline_dir: Path, tmp_path: Path, method: str,
+                                                           module: str) -> None:
+    # Found: `with multiprocessing.Pool() as pool:` delivered 0 of 200 worker spans with fork, spawn and
+    # forkserver (and with a forkserver worker that imports FluxLoop only on its first task): Pool.__exit__
+    # terminates the workers with SIGTERM, which skips every exit hook. Workers are configured by environment.
+    env = child_env(FLUXLOOP_COLLECTOR_URL=sink.url, FLUXLOOP_OFFLINE_DIR=str(offline_dir),
+                    FLUXLOOP_FLUSH_INTERVAL="60")
+    script = tmp_path / "pool_main.py"  # spawn and forkserver re-import the main module: a file, not -c
+    script.write_text(POOL_SCRIPT)
+    child = spawn(f"import runpy, sys; sys.argv = [{str(script)!r}, *sys.argv[1:]]; "
+                  f"runpy.run_path({str(script)!r}, run_name='__main__')", method, module, env=env)
+    assert child.expect_json("RESULT", timeout=120) is True, child.stderr()
+    assert child.wait(60) == 0, child.stderr()
+    spans = delivered_spans(sink)
+    assert_each_once(spans)
+    assert _keys(spans, "execute_tool task") == Counter((i,) for i in range(200)), child.stderr()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -55,13 +56,16 @@ def test_burst_beyond_the_queue_never_blocks_and_counts_every_drop(sink: OtlpSin
         assert fluxloop.flush(timeout=60)
     assert results == list(range(BURST))
     assert held == 1  # the whole burst ran while the collector held the first batch: no call waited for it
-    assert during["queued"] == 1_000
-    assert during["dropped"] >= BURST - 1_000 - 100  # beyond the queue and the batch in flight: dropped
+    assert during["queued"] <= 1_200  # bounded: the queue, plus at most two batches the sender holds
+    # Beyond the queue, what the sender could not take went to disk (once the request in flight was older than
+    # the sender's patience) or, faster than the disk takes it, was dropped and counted.
+    # (A batch the worker is encoding or writing is in none of the counts for that moment.)
+    assert during["dropped"] + during["spooled"] + during["queued"] >= BURST - 100
     after = stats()
     # Every span is accounted for: exported, spooled, or counted as dropped.
     assert after["exported"] + after["spooled"] + after["dropped"] + after["failed"] == BURST
-    assert after["failed"] == 0 and after["queued"] == 0 and after["spooled"] == 0
-    assert len(assert_each_once(delivered_spans(sink))) == after["exported"] >= 1_000
+    assert after["failed"] == 0 and after["queued"] == 0
+    assert len(assert_each_once(delivered_spans(sink))) == after["exported"] >= 100
     drop_warnings = [r for r in caplog.records if "span queue full" in r.getMessage()]
     assert len(drop_warnings) == 1  # rate-limited: once a minute, not once per span
     durations.sort()
@@ -118,7 +122,9 @@ def test_memory_stays_bounded_under_overload(spawn: Callable[..., Child], silent
     growth = result["after"] - result["filled"]
     # 50,000 more spans of 8 KiB input each would hold > 400 MiB if they were kept; the queue holds 2,048.
     assert growth < 16 * mib, result
-    assert result["stats"]["dropped"] >= 60_000 - 2_048 - 512
+    # The stuck sender's backlog goes to disk; what the disk cannot take as fast as the burst comes is dropped.
+    counts = result["stats"]
+    assert counts["dropped"] + counts["spooled"] + counts["queued"] >= 60_000 - 512  # (a batch in the worker's hands)
     figure("worst_call_ms", round(result["worst_call_s"] * 1e3, 2))
     figure("rss_filled_mib", round(result["filled"] / mib, 1))
     figure("rss_growth_over_50k_more_spans_mib", round(growth / mib, 2))
@@ -191,17 +197,25 @@ def test_collector_down_10s_at_2000_spans_per_s_loses_nothing(spawn: Callable[..
     assert stats["dropped"] == stats["failed"] == 0
     assert stats["spooled"] + stats["exported"] == 22_000
 
-    on_disk = offline_spans(offline_dir)
-    live = delivered_spans(late_collector.sink)
-    everything = assert_each_once([*on_disk, *live])  # delivered or on disk, never both
+    on_disk = assert_each_once(offline_spans(offline_dir))
+    arrived = delivered_spans(late_collector.sink)  # live, and forwarded from the spool
+    live = {s.span_id: s for s in arrived}
+    # Each span once, except the documented at-least-once window: a request that timed out or was cut off at exit
+    # after the collector stored it is sent again from the spool. Such a repeat is always a spooled span's.
+    repeated = {sid for sid, n in Counter(s.span_id for s in arrived).items() if n > 1}
+    assert repeated <= on_disk.keys()
+    everything = {**on_disk, **live}
     assert Counter(s.name for s in everything.values()) == {"down": 20_000, "up": 2_000}
     # The outage is on disk, except what was still queued when the collector came back.
-    assert Counter(s.name for s in on_disk)["down"] > 0
-    assert Counter(s.name for s in live)["up"] > 0  # the breaker closed again: live delivery resumed
+    assert Counter(s.name for s in on_disk.values())["down"] > 0
+    assert Counter(s.name for s in live.values())["up"] > 0  # the breaker closed again: live delivery resumed
 
+    # Whatever the forwarder has not sent yet, `fluxloop upload` sends (what the forwarder recorded, it skips):
+    # every span arrives. Upload's exactly-once is tested on its own (tests/cli/test_upload.py).
     capsys.readouterr()
     assert cli(["upload", "--dir", str(offline_dir), "--collector-url", late_collector.url]) == 0
-    assert assert_each_once(delivered_spans(late_collector.sink)).keys() == everything.keys()
+    assert {s.span_id for s in delivered_spans(late_collector.sink)} == everything.keys()
+    figure("repeated_in_the_at_least_once_window", len(repeated))
 
     figure("outage_s", round(down["seconds"], 2))
     figure("spooled", stats["spooled"])
@@ -210,3 +224,44 @@ def test_collector_down_10s_at_2000_spans_per_s_loses_nothing(spawn: Callable[..
         figure(f"call_{key}_during_outage_us", round(down["calls"][key] * 1e6, 1))
     figure("flush_s", round(flushed["flush_s"], 3))
     figure("exit_s", round(exit_s, 3))
+
+
+@pytest.mark.parametrize("collector", ["healthy", "hanging"])
+def test_configure_under_load_accounts_for_every_span(sink: OtlpSink, silent: str, offline_dir: Path,
+                                                      stats: StatsSince, figure, collector: str) -> None:
+    # Found: configure() while 4 threads produced flat out lost 8-12k of ~35k spans with no counter. With a hanging
+    # collector and a short timeout each retired pipeline's shutdown runs out of budget with spans still queued.
+    url = sink.url if collector == "healthy" else silent
+    fluxloop.configure(use_collector=True, collector_url=url, offline_dir=str(offline_dir), batch_size=256,
+                       timeout=0.5, max_queue_size=20_000)
+    stop = threading.Event()
+    made = [0, 0, 0, 0]  # one slot per thread: no shared counter to race on
+
+    def produce(k: int) -> None:
+        while not stop.is_set() and made[k] < 6_000:  # flat out, bounded so the test stays short
+            burst_tool(made[k])
+            made[k] += 1
+
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for j in range(4):  # each batch_size change builds a new pipeline and retires the old one under load
+            target = sum(made) + 2_000
+            deadline = time.monotonic() + 60
+            while sum(made) < target and any(thread.is_alive() for thread in threads):
+                assert time.monotonic() < deadline, "the producers stalled"
+                time.sleep(0.01)
+            fluxloop.configure(batch_size=257 + j)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    assert fluxloop.flush(timeout=60)
+    counts = stats()
+    produced = sum(made)
+    assert counts["queued"] == 0
+    assert counts["exported"] + counts["spooled"] + counts["dropped"] + counts["failed"] == produced, counts
+    figure("produced", produced)
+    figure("dropped", counts["dropped"])
+    figure("spooled", counts["spooled"])

@@ -4,6 +4,7 @@ handler that calls ``sys.exit`` makes it lose nothing."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections import Counter
@@ -158,3 +159,36 @@ def test_ctrl_c_runs_the_exit_hook(spawn: Callable[..., Child], sink: OtlpSink, 
     child.signal(signal.SIGINT)
     assert child.wait(20) != 0
     assert Counter(s.name for s in delivered_spans(sink)) == {"kept": 100, "queued": 100}
+
+
+LOSSY_SCRIPT = """
+import logging, sys
+import fluxloop
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+@fluxloop.trace(name="lost")
+def lost(i):
+    return i
+
+# Offline storage off and nothing listening: every span is lost, and must be counted and said at exit.
+fluxloop.configure(use_collector=True, collector_url=sys.argv[1], offline_enabled=False, timeout=1.0,
+                   flush_interval=60.0, max_queue_size=100, batch_size=50)
+for i in range(300):
+    lost(i)  # the queue holds 100: most of the rest is dropped
+print("END", flush=True)
+"""
+
+
+def test_exit_logs_a_summary_when_spans_were_dropped_or_failed(spawn: Callable[..., Child], refused: str) -> None:
+    # Found: nothing was said at exit when spans had been dropped or lost.
+    child = spawn(LOSSY_SCRIPT, refused)
+    child.expect("END")
+    assert child.wait(30) == 0, child.stderr()
+    err = child.stderr()
+    [summary] = [line for line in err.splitlines() if "spans this pipeline handled" in line]
+    found = re.search(r"0 exported, 0 spooled, (\d+) dropped \(queue full\), (\d+) failed", summary)
+    assert found, err
+    dropped, failed = map(int, found.groups())
+    assert dropped + failed == 300 and dropped >= 100 and failed >= 100  # how many fit depends on the worker
+    assert f"dropped {dropped} span(s) ({dropped} in all)" in err  # the drop warning gives the true count
