@@ -38,8 +38,10 @@ def spool(fl: FluxLoopBench, directory: Path, spans: int) -> int:
     pipeline = fluxloop_pipeline(use_collector=False, offline_enabled=True, offline_dir=str(directory))
     previous = swap_pipeline(pipeline)
     try:
-        for _ in range((spans + 3) // 4):
+        for call in range((spans + 3) // 4):
             fl.nested(QUERY)
+            if call % 256 == 255:  # 1,024 spans: the queue never fills, whatever the machine's load
+                pipeline.force_flush(120_000)
         if not pipeline.force_flush(120_000):
             raise RuntimeError("the offline-file pipeline did not flush the spooled spans")
     finally:
