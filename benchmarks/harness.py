@@ -40,7 +40,12 @@ class Target:
 
 @dataclass
 class Case:
-    """One measured call path. ``run(n)`` makes ``n`` calls and returns the seconds they took."""
+    """One measured call path. ``run(n)`` makes ``n`` calls and returns the seconds they took.
+
+    ``headline``: the key in :data:`HEADLINE` whose row this case's figure fills, if any. ``min_calls``: the
+    fewest calls of a batch, whatever the calibration says (a batch ending in a flush must span several export
+    batches, as in production, or the flush's fixed latency would be the figure).
+    """
 
     key: str
     label: str
@@ -49,6 +54,8 @@ class Case:
     target: Target | None = None
     prepare: Callable[[], None] | None = None
     finish: Callable[[], None] | None = None
+    headline: str | None = None
+    min_calls: int = 1
 
 
 @dataclass
@@ -104,7 +111,7 @@ def calibrate(case: Case, batch_seconds: float, max_calls: int = 1 << 22) -> int
 def measure(cases: Sequence[Case], rounds: int, batch_seconds: float,
             progress: Callable[[str], None] | None = None) -> list[Result]:
     """Run every case ``rounds`` times, interleaved (rotated order each round); one Result per case."""
-    sizes = {c.key: calibrate(c, batch_seconds) for c in cases}
+    sizes = {c.key: max(c.min_calls, calibrate(c, batch_seconds)) for c in cases}
     gc.collect()
     gc.freeze()  # everything set up so far is long-lived: keep it out of the collections the cases trigger
     try:
@@ -128,12 +135,32 @@ def measure(cases: Sequence[Case], rounds: int, batch_seconds: float,
 
 
 # -- output ---------------------------------------------------------------------------------------------------
+#: The headline: every target of DESIGN §5 / issue 13 measured with the REAL pipelines, in the order printed.
+#: key -> (case, target, the phase that measures it).
+HEADLINE: dict[str, tuple[str, str, str]] = {
+    "files": ("`@agent` sync call, input+output, REAL offline-file pipeline, flush timed (R1)",
+              "≤ 1.0× raw OTel span", "micro"),
+    "otlp": ("the same through the REAL OTLP/HTTP pipeline to a local sink (R2)", "≤ 1.0× raw OTel span", "micro"),
+    "nested-files": ("nested agent → prompt → 2 tools, REAL offline-file pipeline (R3)",
+                     "≤ 1.0× raw OTel nesting", "micro"),
+    "nested-otlp": ("nested agent → prompt → 2 tools, REAL OTLP/HTTP pipeline (R4)", "≤ 1.0× raw OTel nesting",
+                    "micro"),
+    "flatout": ("producer flat out 5 s, OTLP/HTTP to a local sink (10)",
+                "0 dropped; delivered ≥ 2× plain OTel BatchSpanProcessor + OTLPSpanExporter", "throughput"),
+    "upload": ("`fluxloop upload` of 100,000 spooled spans to a local sink (U)", "≥ 50,000 spans/s", "upload"),
+    "unsampled": ("`sample_rate=0` (7)", "≤ 1 µs", "micro"),
+    "disabled": ("`enabled=False` (8)", "≤ 0.25 µs", "micro"),
+}
+
+
 @dataclass
 class Report:
-    """What a run prints: sections in order, and every verdict against DESIGN §5 for the summary on top."""
+    """What a run prints: sections in order, every verdict against DESIGN §5 for the summary on top, and the
+    headline figures (``HEADLINE`` key -> (measured, verdict))."""
 
     sections: list[str] = field(default_factory=list)
     verdicts: list[tuple[str, str, str, str]] = field(default_factory=list)
+    headline: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def add_results(self, results: Sequence[Result]) -> None:
         """Verdicts of the results whose target is a ratio or a time (not the informative ones)."""
@@ -144,7 +171,21 @@ class Report:
             ratio = res.ratio
             measured = f"{ratio:.2f}×" if target.max_ratio is not None and ratio is not None \
                 else f"{fmt_us(res.median_us)} µs"
-            self.verdicts.append((res.case.label, target.text, measured, target.verdict(res.median_us, ratio)))
+            if target.max_ratio is not None:
+                measured += f" ({fmt_us(res.median_us)} µs/call)"
+            verdict = target.verdict(res.median_us, ratio)
+            self.verdicts.append((res.case.label, target.text, measured, verdict))
+            if res.case.headline is not None:
+                self.headline[res.case.headline] = (measured, verdict)
+
+    def headline_table(self) -> str:
+        """Every headline target with its figure and met / not met (or the phase that was not run)."""
+        lines = ["| case | target | measured | met? |", "|---|---|---:|---|"]
+        for key, (case, target, phase) in HEADLINE.items():
+            measured, verdict = self.headline.get(key, (f"not measured (phase `{phase}` not run)", ""))
+            met = {"PASS": "met", "FAIL": "**not met**"}.get(verdict, "—")
+            lines.append(f"| {case} | {target} | {measured} | {met} |")
+        return "\n".join(lines)
 
     def summary(self) -> str:
         lines = ["| case | target | measured | result |", "|---|---|---:|---|"]

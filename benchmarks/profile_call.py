@@ -47,12 +47,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _export_target(fl: Any, otlp: bool, files_dir: Path, cleanup: list[Callable[[], Any]]) -> Callable[[], Any]:
-    """One call = FluxLoop's exporter (as ``configure()`` builds it) exporting a batch of 512 case-3 spans."""
+    """One call = the export worker's job for a batch of 512 case-3 spans, as ``configure()`` builds it: the export
+    stage's redaction (when the pipeline has one), then the exporter (encoding, file write or HTTP request)."""
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     import fluxloop
     from benchmarks.cases_fluxloop import swap_pipeline
-    from benchmarks.export_phases import fluxloop_pipeline
+    from benchmarks.cases_real import fluxloop_pipeline
     from benchmarks.sink import LocalSink
     from benchmarks.workload import QUERY
 
@@ -72,6 +73,10 @@ def _export_target(fl: Any, otlp: bool, files_dir: Path, cleanup: list[Callable[
         pipeline = fluxloop_pipeline(use_collector=False, offline_enabled=True, offline_dir=str(files_dir / "f"))
     cleanup.append(lambda: pipeline.shutdown(2000))
     exporter = pipeline.exporter
+    redactor = getattr(pipeline, "redactor", None)
+    if redactor is not None:
+        redact = redactor.redact_batch
+        return lambda: exporter.export(redact(batch))
     return lambda: exporter.export(batch)
 
 

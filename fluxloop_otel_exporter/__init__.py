@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fluxloop_otel_exporter._exporter import ExportCounters, FluxLoopSpanExporter, traces_endpoint
     from fluxloop_otel_exporter._offline import OfflineSpanExporter, iter_offline_files, read_requests
-    from fluxloop_otel_exporter._otlp_json import encode_spans_json, request_to_protobuf
+    from fluxloop_otel_exporter._otlp_json import encode_spans_json
+    from fluxloop_otel_exporter._otlp_json_proto import request_to_protobuf
 
 # Public name -> the private module defining it. Loaded on first use (PEP 562), so importing a light module of
 # this package (the clock seam) does not pull in requests and protobuf.
@@ -35,7 +36,7 @@ _EXPORTS = {
     "iter_offline_files": "_offline",
     "read_requests": "_offline",
     "encode_spans_json": "_otlp_json",
-    "request_to_protobuf": "_otlp_json",
+    "request_to_protobuf": "_otlp_json_proto",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from fluxloop_otel_exporter._http import Outcome, OtlpHttpClient, SendOutcome
-from fluxloop_otel_exporter._otlp_json import request_to_protobuf
+from fluxloop_otel_exporter._otlp_json_proto import request_to_protobuf
 from fluxloop_otel_exporter._redact import safe_reason
 from fluxloop_otel_exporter._spool_format import TRUNCATED, SpoolLine, iter_spool_files, read_lines
 

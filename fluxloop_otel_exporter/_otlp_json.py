@@ -19,15 +19,23 @@ import orjson
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 __all__ = ["encode_spans_json", "request_to_protobuf"]
 
 # OTLP's Span.SpanKind enum is OpenTelemetry's SpanKind shifted by one (0 is SPAN_KIND_UNSPECIFIED).
 _KIND = {kind: kind.value + 1 for kind in SpanKind}
+_KIND_JSON = {kind: b',"kind":%d' % value for kind, value in _KIND.items()}
+# INTERNAL and CLIENT (FluxLoop's spans) by identity: hashing an enum member is a Python-level call.
+_INTERNAL, _CLIENT = SpanKind.INTERNAL, SpanKind.CLIENT
+_KIND_INTERNAL, _KIND_CLIENT = _KIND_JSON[_INTERNAL], _KIND_JSON[_CLIENT]
+_UNSET = StatusCode.UNSET
 # SpanFlags bits 8 and 9: "is_remote of the parent is known" and "the parent is remote".
 _FLAG_HAS_IS_REMOTE = 0x100
 _FLAG_IS_REMOTE = 0x200
+_FLAGS_NO_PARENT = b',"flags":%d' % _FLAG_HAS_IS_REMOTE
+_FLAGS_LOCAL = b',"flags":%d' % _FLAG_HAS_IS_REMOTE
+_FLAGS_REMOTE = b',"flags":%d' % (_FLAG_HAS_IS_REMOTE | _FLAG_IS_REMOTE)
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
@@ -75,6 +83,9 @@ _TRUE = b'{"boolValue":true}'
 _FALSE = b'{"boolValue":false}'
 _KEY_CACHE: dict[str, bytes] = {}
 _KEY_CACHE_MAX = 4096
+_PAIR_CACHE: dict[tuple[str, Any, type], bytes] = {}
+_NAME_CACHE: dict[str, bytes] = {}
+_CACHED_VALUE_MAX_LEN = 64
 
 
 def _resource_spans(spans: Sequence[ReadableSpan]) -> list[bytes]:
@@ -136,51 +147,63 @@ def _scope_spans(scope: Any, spans: list[bytes]) -> bytes:
 
 def _span(span: ReadableSpan) -> bytes:
     context = span.context
-    parts = [b'{"traceId":"%032x","spanId":"%016x"' % (context.trace_id, context.span_id)]
+    parent = span.parent
+    out = b'{"traceId":"%032x","spanId":"%016x"' % (context.trace_id, context.span_id)
     trace_state = context.trace_state
     if trace_state:
-        parts.append(b',"traceState":' + _dumps(trace_state.to_header()))
-    parent = span.parent
-    if parent is not None:
-        flags = (_FLAG_HAS_IS_REMOTE | _FLAG_IS_REMOTE) if parent.is_remote else _FLAG_HAS_IS_REMOTE
-        parts.append(b',"parentSpanId":"%016x","flags":%d' % (parent.span_id, flags))
+        out += b',"traceState":' + _dumps(trace_state.to_header())
+    if parent is None:
+        out += _FLAGS_NO_PARENT
     else:
-        parts.append(b',"flags":%d' % _FLAG_HAS_IS_REMOTE)
-    parts.append(b',"name":' + _dumps(span.name) + b',"kind":%d' % _KIND[span.kind])
-    if span.start_time is not None:
-        parts.append(b',"startTimeUnixNano":"%d"' % span.start_time)
-    if span.end_time is not None:
-        parts.append(b',"endTimeUnixNano":"%d"' % span.end_time)
+        out += b',"parentSpanId":"%016x"' % parent.span_id + (_FLAGS_REMOTE if parent.is_remote else _FLAGS_LOCAL)
+    name = span.name
+    encoded_name = _NAME_CACHE.get(name)
+    if encoded_name is None:
+        if len(_NAME_CACHE) >= _KEY_CACHE_MAX:
+            _NAME_CACHE.clear()
+        encoded_name = _NAME_CACHE[name] = b',"name":' + _dumps(name) if name else b""  # default: left out
+    kind = span.kind
+    out += encoded_name + (_KIND_INTERNAL if kind is _INTERNAL else _KIND_CLIENT if kind is _CLIENT else
+                           _KIND_JSON[kind])
+    start = span.start_time
+    if start is not None:
+        out += b',"startTimeUnixNano":"%d"' % start
+    end = span.end_time
+    if end is not None:
+        out += b',"endTimeUnixNano":"%d"' % end
     attributes = span.attributes
     if attributes:
-        parts.append(b',"attributes":[' + _attributes(attributes) + b"]")
-    if span.dropped_attributes:
-        parts.append(b',"droppedAttributesCount":%d' % span.dropped_attributes)
+        out += b',"attributes":[' + _attributes(attributes) + b"]"
+    dropped = span.dropped_attributes
+    if dropped:
+        out += b',"droppedAttributesCount":%d' % dropped
     events = span.events
     if events:
-        parts.append(b',"events":[' + b",".join([_event(event) for event in events]) + b"]")
-    if span.dropped_events:
-        parts.append(b',"droppedEventsCount":%d' % span.dropped_events)
+        out += b',"events":[' + b",".join([_event(event) for event in events]) + b"]"
+    dropped = span.dropped_events
+    if dropped:
+        out += b',"droppedEventsCount":%d' % dropped
     links = span.links
     if links:
-        parts.append(b',"links":[' + b",".join([_link(link) for link in links]) + b"]")
-    if span.dropped_links:
-        parts.append(b',"droppedLinksCount":%d' % span.dropped_links)
+        out += b',"links":[' + b",".join([_link(link) for link in links]) + b"]"
+    dropped = span.dropped_links
+    if dropped:
+        out += b',"droppedLinksCount":%d' % dropped
     status = span.status
-    if status is None or (not status.status_code.value and not status.description):
-        parts.append(b',"status":{}}')
-    else:
-        encoded_status: JsonObject = {}
-        if status.status_code.value:
-            encoded_status["code"] = status.status_code.value
-        if status.description:
-            encoded_status["message"] = status.description
-        parts.append(b',"status":' + _dumps(encoded_status) + b"}")
-    return b"".join(parts)
+    if status is None or (status.status_code is _UNSET and not status.description):
+        return out + b',"status":{}}'
+    encoded_status: JsonObject = {}
+    if status.status_code is not _UNSET:
+        encoded_status["code"] = status.status_code.value
+    if status.description:
+        encoded_status["message"] = status.description
+    return out + b',"status":' + _dumps(encoded_status) + b"}"
 
 
 def _event(event: Any) -> bytes:
-    out = b'{"timeUnixNano":"%d","name":%b' % (event.timestamp, _dumps(event.name))
+    out = b'{"timeUnixNano":"%d"' % event.timestamp
+    if event.name:
+        out += b',"name":' + _dumps(event.name)
     if event.attributes:
         out += b',"attributes":[' + _attributes(event.attributes) + b"]"
     dropped = getattr(event, "dropped_attributes", 0)
@@ -204,8 +227,26 @@ def _link(link: Any) -> bytes:
 
 
 def _attributes(attributes: Mapping[str, Any]) -> bytes:
-    """The comma-separated KeyValue objects of ``attributes`` (without the surrounding brackets)."""
-    return b",".join([b'{"key":%b,"value":%b}' % (_key(key), _value(value)) for key, value in attributes.items()])
+    """The comma-separated KeyValue objects of ``attributes`` (without the surrounding brackets).
+
+    Short strings and booleans, most of a span's attributes (kinds, names, operation), are encoded once per
+    (key, value) and cached; keys are iterated and indexed, cheaper than ``.items()`` on the SDK's mappings.
+    """
+    cache = _PAIR_CACHE
+    parts = []
+    for key in attributes:
+        value = attributes[key]
+        kind = type(value)
+        if (kind is str and len(value) <= _CACHED_VALUE_MAX_LEN) or kind is bool:
+            entry = cache.get((key, value, kind))
+            if entry is None:
+                if len(cache) >= _KEY_CACHE_MAX:
+                    cache.clear()
+                entry = cache[(key, value, kind)] = b'{"key":%b,"value":%b}' % (_key(key), _value(value))
+            parts.append(entry)
+        else:
+            parts.append(b'{"key":%b,"value":%b}' % (_key(key), _value(value)))
+    return b",".join(parts)
 
 
 def _key(key: str) -> bytes:

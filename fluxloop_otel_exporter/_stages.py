@@ -10,8 +10,9 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol
 
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
+
+from fluxloop_otel_exporter._otlp_proto import encode_spans_protobuf
 
 __all__ = ["CUT_MARKER_KEY", "Encoder", "ExportCounters", "ProtobufEncoder", "Spool", "cut_largest_attributes"]
 
@@ -34,10 +35,11 @@ class Spool(Protocol):
 
 
 class ProtobufEncoder:
-    """OTLP protobuf ``ExportTraceServiceRequest`` bytes (the stock OpenTelemetry encoder)."""
+    """OTLP protobuf ``ExportTraceServiceRequest`` bytes: FluxLoop's encoder (:mod:`._otlp_proto`), the stock
+    OpenTelemetry encoder's exact bytes at about a quarter of its cost, the stock one taking what it cannot."""
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        return encode_spans(spans).SerializePartialToString()
+        return encode_spans_protobuf(spans)
 
 
 class ExportCounters:

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from benchmarks.prototypes.otlp_proto import encode_spans_protobuf
+from fluxloop_otel_exporter._otlp_proto import encode_spans_protobuf
 from fluxloop_otel_exporter import encode_spans_json
 
 N_SPANS = 20_000

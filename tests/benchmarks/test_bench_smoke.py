@@ -29,6 +29,22 @@ CORE_ROWS = [
     "7 @fluxloop.agent, sample_rate=0",
     "8 @fluxloop.agent, enabled=False",
 ]
+REAL_ROWS = [
+    "R1 @fluxloop.agent sync, REAL offline-file pipeline, flush timed",
+    "R2 @fluxloop.agent sync, REAL OTLP/HTTP pipeline (local sink), flush timed",
+    "R3 nested agent → prompt + 2 tools, REAL offline-file pipeline, flush timed",
+    "R4 nested agent → prompt + 2 tools, REAL OTLP/HTTP pipeline, flush timed",
+]
+HEADLINE_ROWS = [
+    "`@agent` sync call, input+output, REAL offline-file pipeline, flush timed (R1)",
+    "the same through the REAL OTLP/HTTP pipeline to a local sink (R2)",
+    "nested agent → prompt → 2 tools, REAL offline-file pipeline (R3)",
+    "nested agent → prompt → 2 tools, REAL OTLP/HTTP pipeline (R4)",
+    "producer flat out 5 s, OTLP/HTTP to a local sink (10)",
+    "`fluxloop upload` of 100,000 spooled spans to a local sink (U)",
+    "`sample_rate=0` (7)",
+    "`enabled=False` (8)",
+]
 EXPORT_ROWS = [
     "9 no-op exporter (as cases 3-8)",
     "9 collector up (local OTLP/HTTP sink)",
@@ -38,6 +54,9 @@ EXPORT_ROWS = [
     "10 plain OTel: BatchSpanProcessor + OTLPSpanExporter (defaults)",
     "collector down (closed port; spooled to files)",
     "collector hanging (exports wait for the timeout; queue full)",
+    "U `fluxloop upload` (child process, start to exit)",
+    "U breakdown: read + convert, direct writer (in process, nothing sent)",
+    "U breakdown: read + convert, `json_format.ParseDict` (before)",
 ]
 PEER_ROWS = [f"{case} {peer} {kind}" for peer in ("OpenLLMetry", "Langfuse", "Logfire")
              for case, kind in (("3", "sync"), ("4", "async"), ("5", "nested (4 spans)"), ("7", "sample_rate=0"))]
@@ -65,14 +84,19 @@ def test_smoke_run_reports_every_case() -> None:
     proc = _run(sys.executable, "benchmarks", "--smoke")
     assert proc.returncode == 0, proc.stderr[-5000:]
     rows = _rows(proc.stdout)
-    for label in CORE_ROWS + EXPORT_ROWS:
+    for label in CORE_ROWS + REAL_ROWS + EXPORT_ROWS + HEADLINE_ROWS:
         assert label in rows, f"case {label!r} missing from the report:\n{proc.stdout}"
-    for label in CORE_ROWS:
+    for label in CORE_ROWS + REAL_ROWS:
         assert rows[label][-1] in ("PASS", "FAIL", "info"), rows[label]
-    for section in ("## Summary against DESIGN §5", "## Case 9", "## Case 10", "## Case 11", "## Import cost",
+    for label in HEADLINE_ROWS:  # every headline target measured, with met / not met
+        assert rows[label][-1] in ("met", "**not met**"), rows[label]
+    for section in ("## Headline: DESIGN §5 targets with the real pipelines running", "## Summary against DESIGN §5",
+                    "## Case 9", "## Case 10", "## Case 11", "## Case U", "## Import cost",
                     "## Machine and command", "- CPU:", "- command:"):
         assert section in proc.stdout
     assert "set-up check passed" in proc.stderr
+    # The upload case delivered every spooled span (the sink decoded and counted them).
+    assert "INCOMPLETE" not in rows["`fluxloop upload` of 100,000 spooled spans to a local sink (U)"][2]
 
 
 def test_phases_can_be_chosen() -> None:
@@ -80,6 +104,7 @@ def test_phases_can_be_chosen() -> None:
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert "3 @fluxloop.agent sync" in proc.stdout
     assert "## Case 9" not in proc.stdout
+    assert "not measured (phase `upload` not run)" in proc.stdout
 
 
 def test_unknown_phase_is_refused() -> None:

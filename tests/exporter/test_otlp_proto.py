@@ -1,21 +1,25 @@
-"""The hand-written OTLP protobuf encoder: byte for byte what the stock ``encode_spans`` serializes."""
+"""FluxLoop's OTLP protobuf encoder: byte for byte what the stock ``encode_spans(...).SerializeToString()`` gives."""
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
+import random
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from benchmarks.prototypes.otlp_proto import encode_spans_protobuf
+from fluxloop_otel_exporter import _otlp_proto as otlp_proto
+from fluxloop_otel_exporter._otlp_proto import encode_spans_protobuf
 
 from .test_otlp_json import rich_spans
 
@@ -145,3 +149,129 @@ def test_strings_that_are_not_utf8_are_replaced_not_fatal() -> None:
     [encoded] = request.resource_spans[0].scope_spans[0].spans
     assert encoded.name == "bad ? name"
     assert encoded.attributes[0].value.string_value == "lone ? surrogate"
+
+
+@pytest.mark.parametrize("kind", list(SpanKind), ids=lambda k: k.name)
+def test_every_span_kind_is_byte_equal(kind: SpanKind) -> None:
+    spans = [span(f"kind {kind.name}", kind=kind)]
+    assert encode_spans_protobuf(spans) == stock(spans)
+
+
+@pytest.mark.parametrize("value", [
+    ["a", "", "é✓"], [True, False, True], [0, -1, 2**63 - 1, -(2**63)], [0.0, -0.5, 1e300, math.inf],
+    [], ("only",), [False], [0], [0.0],
+], ids=repr)
+def test_homogeneous_sequences_of_each_type_are_byte_equal(value) -> None:
+    spans = [span(attributes={"seq": value}, events=[Event("e", {"seq": value}, timestamp=3)],
+                  links=[Link(LOCAL, {"seq": value})])]
+    assert encode_spans_protobuf(spans) == stock(spans)
+
+
+def test_non_ascii_text_everywhere_is_byte_equal() -> None:
+    resource = Resource({"service.name": "サービス", "ключ": "значение"}, schema_url="https://ü/1")
+    scope = InstrumentationScope("область ✓", "1.0-β", "https://ß/2", {"é": "日本"})
+    spans = [span("invoke_agent 助手 🤖", resource=resource, instrumentation_scope=scope,
+                  attributes={"input.value": '{"q": "¿qué tal? 😀"}', "ünïcode.key": "ok"},
+                  events=[Event("événement", {"message": "ошибка"}, timestamp=7)],
+                  status=Status(StatusCode.ERROR, "échec: 失败"),
+                  context=SpanContext(5, 6, is_remote=False, trace_state=TraceState([("k", "v")])))]
+    assert encode_spans_protobuf(spans) == stock(spans)
+
+
+def test_many_resources_and_scopes_from_real_tracers_are_byte_equal() -> None:
+    memory = InMemorySpanExporter()
+    providers = [TracerProvider(resource=Resource.create({"service.name": f"svc-{i}"})) for i in range(3)]
+    for provider in providers:
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracers = [p.get_tracer(f"scope-{j}", f"{j}.0", attributes={"j": j}) for p in providers for j in range(3)]
+    for round_ in range(3):  # interleaved, so groups are not contiguous in the batch
+        for i, tracer in enumerate(tracers):
+            with tracer.start_as_current_span(f"s{round_}-{i}", attributes={"round": round_}):
+                pass
+    for provider in providers:
+        provider.shutdown()
+    spans = list(memory.get_finished_spans())
+    encoded = encode_spans_protobuf(spans)
+    assert encoded == stock(spans)
+    request = ExportTraceServiceRequest.FromString(encoded)
+    assert [len(rs.scope_spans) for rs in request.resource_spans] == [3, 3, 3]
+
+
+def test_third_party_instrumentation_spans_are_byte_equal() -> None:
+    # What an HTTP server instrumentation hands FluxLoop's pipeline: a remote parent from traceparent, its own
+    # scope and semantic-convention attributes, an exception event.
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "web"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("opentelemetry.instrumentation.flask", "0.66b2",
+                                 schema_url="https://opentelemetry.io/schemas/1.11.0")
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(REMOTE))
+    with tracer.start_as_current_span("GET /items/{id}", context=parent, kind=SpanKind.SERVER) as server:
+        server.set_attributes({"http.request.method": "GET", "http.response.status_code": 500,
+                               "url.path": "/items/7", "server.port": 8080, "http.route": "/items/{id}"})
+        server.record_exception(RuntimeError("database is down"))
+        server.set_status(Status(StatusCode.ERROR))
+    provider.shutdown()
+    spans = list(memory.get_finished_spans())
+    assert encode_spans_protobuf(spans) == stock(spans)
+
+
+def test_random_spans_are_byte_equal() -> None:
+    rng = random.Random(13)
+    values = [lambda: rng.choice(["", "x", "é" * rng.randint(1, 90), "y" * rng.randint(60, 70)]),
+              lambda: rng.random() < 0.5, lambda: rng.randint(-(2**63), 2**63 - 1), lambda: rng.uniform(-1e9, 1e9),
+              lambda: [rng.randint(-5, 5) for _ in range(rng.randint(0, 4))],
+              lambda: [str(rng.random()) for _ in range(rng.randint(0, 4))]]
+    resources = [Resource({"service.name": name}) for name in ("a", "b")]
+    scopes = [None, InstrumentationScope("s1"), InstrumentationScope("s2", "2", "https://x")]
+    spans = []
+    for i in range(300):
+        attributes = {f"k{rng.randint(0, 20)}": rng.choice(values)() for _ in range(rng.randint(0, 8))}
+        context = SpanContext(rng.getrandbits(128), rng.getrandbits(64), is_remote=False)
+        parent = rng.choice([None, LOCAL, REMOTE])
+        spans.append(span(
+            f"span-{i}", context=context, parent=parent, attributes=attributes, kind=rng.choice(list(SpanKind)),
+            resource=rng.choice(resources), instrumentation_scope=rng.choice(scopes),
+            events=[Event(f"e{j}", {"j": j}, timestamp=rng.getrandbits(63)) for j in range(rng.randint(0, 2))],
+            links=[Link(rng.choice([LOCAL, REMOTE]), {"l": i})] if rng.random() < 0.2 else [],
+            status=rng.choice([Status(StatusCode.UNSET), Status(StatusCode.OK), Status(StatusCode.ERROR, "bad")]),
+            start_time=rng.getrandbits(63), end_time=rng.getrandbits(63)))
+    assert encode_spans_protobuf(spans) == stock(spans)
+
+
+def test_a_span_this_encoder_cannot_handle_goes_to_the_stock_encoder(monkeypatch, caplog) -> None:
+    spans = rich_spans()
+
+    def broken(_span: ReadableSpan) -> bytes:
+        raise AttributeError("a span shape this encoder does not know")
+
+    monkeypatch.setattr(otlp_proto, "_span", broken)
+    monkeypatch.setattr(otlp_proto, "_fell_back", False)
+    with caplog.at_level(logging.WARNING, logger="fluxloop.exporter"):
+        assert encode_spans_protobuf(spans) == stock(spans)
+        assert encode_spans_protobuf(spans) == stock(spans)
+    assert caplog.text.count("stock OTLP encoder") == 1  # reported once
+
+
+def test_the_exporter_posts_the_stock_bytes_for_fluxloop_and_third_party_spans(sink, make_exporter) -> None:
+    # At the point of contact: the body a collector receives from FluxLoopSpanExporter, decompressed, is what the
+    # stock encoder gives for the same batch (FluxLoop-like spans, other instrumentations' scopes, remote parents).
+    spans = rich_spans()
+    exporter = make_exporter(sink.url, timeout=5.0)
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert exporter.force_flush(10_000)
+    [attempt] = sink.delivered()
+    assert attempt.request.SerializeToString() == stock(spans)
+    assert gzip.decompress(attempt.body) == stock(spans)
+
+
+def test_the_exporter_encodes_with_fluxloops_encoder(sink, make_exporter) -> None:
+    # A span name the stock encoder cannot encode (a lone surrogate fails its whole batch) reaches the collector
+    # with the bad code point replaced, beside a normal span: the export stage uses FluxLoop's encoder.
+    spans = [span("bad \ud800 name", attributes={"k": "v"}), span("fine")]
+    with pytest.raises(Exception):
+        stock(spans)
+    exporter = make_exporter(sink.url, timeout=5.0)
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert exporter.force_flush(10_000)
+    assert sorted(sink.delivered_span_names()) == ["bad ? name", "fine"]
