@@ -22,11 +22,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from fluxloop_otel_exporter._otlp_json import request_to_protobuf as request_to_protobuf_reference
+from fluxloop_otel_exporter._otlp_proto import _varint  # the one varint writer of both encoders
 
 __all__ = ["request_to_protobuf"]
 
 _LEN_TAGS = {field: bytes(((field << 3) | 2,)) for field in range(1, 16)}
-_ONE_BYTE = [bytes((i,)) for i in range(128)]
 _FIXED64 = struct.Struct("<Q")
 _FIXED32 = struct.Struct("<I")
 _DOUBLE = struct.Struct("<d")
@@ -324,19 +324,6 @@ def _list(value: Any) -> list[Any]:
     if type(value) is not list:
         raise _Unusual
     return value
-
-
-def _varint(n: int) -> bytes:
-    if n < 0x80:
-        return _ONE_BYTE[n]
-    if n < 0x4000:
-        return bytes(((n & 0x7F) | 0x80, n >> 7))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _field(tag: bytes, body: bytes) -> bytes:
