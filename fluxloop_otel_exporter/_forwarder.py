@@ -59,8 +59,12 @@ class SpoolForwarder:
                 return
             self._again.set()
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="fluxloop-forwarder", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="fluxloop-forwarder", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # the interpreter is finalizing (3.12+): the spool stays on disk for later
+                    return
+                self._thread = thread
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no forwarding runs (tests, shutdown); False when ``timeout`` passes first."""

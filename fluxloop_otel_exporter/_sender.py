@@ -132,10 +132,20 @@ class CollectorSender:
                 self._next_probe = self._clock.monotonic() + self._probe_interval
             self._inbox.append(_Batch(spans, body))
             self._counters.add(pending=len(spans))
+            run_here = False
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fluxloop-sender", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="fluxloop-sender", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:
+                    # Python 3.12+ starts no thread once the interpreter is finalizing: an exit hook's first
+                    # export. The calling thread (the exit hook's) sends what waits instead.
+                    run_here = True
+                else:
+                    self._thread = thread
             self._changed.notify_all()
+        if run_here:
+            self._run(until_idle=True)
         return True
 
     def flush(self, timeout: float) -> bool:
@@ -189,12 +199,15 @@ class CollectorSender:
                 self._clock.wait(self._changed, remaining)
         return True
 
-    def _run(self) -> None:
+    def _run(self, until_idle: bool = False) -> None:
+        """Send batches until stopped (the sender's thread), or until none waits (``until_idle``)."""
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             while True:
                 with self._lock:
                     while not self._inbox and not self._stopping:
+                        if until_idle:
+                            return
                         self._changed.wait()
                     if not self._inbox:
                         return

