@@ -10,9 +10,8 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from core.test_streams import start_ns
+from core.test_streams import _one, exported, start_ns  # noqa: F401 (exported is a fixture)
 from llm._fake import ANSWER, FakeLLM
-from reliability._harness import Span, offline_spans
 
 import fluxloop
 
@@ -21,19 +20,6 @@ import fluxloop
 def llm() -> FakeLLM:
     """The clients, with the anthropic SDK's own spans off: @prompt is the only span reporting usage."""
     return FakeLLM(anthropic_tracing=False)
-
-
-@pytest.fixture
-def exported(tmp_path: Path) -> Any:
-    def read() -> list[Span]:
-        assert fluxloop.flush(timeout=30)
-        return offline_spans(tmp_path / "artifacts")
-    return read
-
-
-def _one(spans: list[Span], name: str) -> Span:
-    [span] = [s for s in spans if s.name == name]
-    return span
 
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is OpenTelemetry?"}]
