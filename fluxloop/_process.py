@@ -13,14 +13,13 @@ import signal
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import MethodType
 
 from fluxloop._errors import internal_error
 
 _Ref = Callable[[], Callable[[], object] | None]
-# Set once a multiprocessing child runs its exit finalizers (see at_multiprocessing_exit).
-_MP_EXITING = threading.Event()
 
 
 def _weak(callback: Callable[[], object]) -> _Ref:
@@ -41,6 +40,8 @@ class ProcessHooks:
         self._mp_hook_installed = False
         self._fork_hook_installed = False
         self._exit_hook_installed = False
+        self._sigterm_deferring = 0  # depth of deferring_sigterm() blocks on the main thread
+        self._sigterm_pending = False  # a SIGTERM arrived inside one: die when the outermost ends
 
     def after_fork_in_child(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` in a forked child (before any other code there); a bound method is held weakly."""
@@ -74,11 +75,7 @@ class ProcessHooks:
         """Run ``callback`` when this ``multiprocessing`` child ends (it skips ``atexit``: it ends with _exit)."""
         import multiprocessing.util  # already loaded: this runs in a multiprocessing child
 
-        def exiting() -> None:
-            _MP_EXITING.set()  # a SIGTERM from now on (Pool.terminate racing the exit) must not cut this short
-            callback()
-
-        multiprocessing.util.Finalize(None, exiting, exitpriority=0)
+        multiprocessing.util.Finalize(None, callback, exitpriority=0)
 
     @staticmethod
     def in_multiprocessing_child_now() -> bool:
@@ -86,12 +83,12 @@ class ProcessHooks:
         multiprocessing = sys.modules.get("multiprocessing")
         return multiprocessing is not None and multiprocessing.parent_process() is not None
 
-    @staticmethod
-    def flush_on_sigterm(callback: Callable[[], object]) -> bool:
+    def flush_on_sigterm(self, callback: Callable[[], object]) -> bool:
         """In a ``multiprocessing`` child whose SIGTERM the app left at its default: run ``callback`` first, then die
         of SIGTERM as before (``Pool.__exit__`` and ``terminate()`` end workers so). True when installed.
 
-        Only from the main thread, and never over a handler the application installed.
+        Only from the main thread, and never over a handler the application installed. A SIGTERM that interrupts a
+        :meth:`deferring_sigterm` block (a shutdown already flushing) lets it finish first, then dies.
         """
         if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
             return False
@@ -99,8 +96,11 @@ class ProcessHooks:
             return False
 
         def flush_then_die(signum: int, frame: object) -> None:
-            if _MP_EXITING.is_set():
-                return  # the worker is already leaving through its finalizers, which flush: let them finish
+            if self._sigterm_deferring:
+                # The main thread was interrupted inside a shutdown (an exit hook's, a finalizer's or the app's): a
+                # nested one would find it under way and return at once, and dying now would cut its flush short.
+                self._sigterm_pending = True
+                return
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             try:
                 callback()
@@ -111,6 +111,25 @@ class ProcessHooks:
 
         signal.signal(signal.SIGTERM, flush_then_die)
         return True
+
+    @contextmanager
+    def deferring_sigterm(self) -> Iterator[None]:
+        """A block the SIGTERM handler of :meth:`flush_on_sigterm` must not cut short (a shutdown that flushes): a
+        SIGTERM arriving inside it waits until the block ends, then ends the process as it would have.
+
+        Counted on the main thread only, where signal handlers run: no lock, which a handler could never take.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self._sigterm_deferring += 1
+        try:
+            yield
+        finally:
+            self._sigterm_deferring -= 1
+            if not self._sigterm_deferring and self._sigterm_pending:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
 
     @property
     def fork_hook_installed(self) -> bool:

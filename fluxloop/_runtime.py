@@ -136,7 +136,7 @@ class Runtime:
     def configure(self, options: dict[str, Any]) -> None:
         """Layer ``options`` over the environment and start (or restart) the runtime with the result."""
         validated = validate_overrides(options)  # raises before anything changes
-        with self.lock:
+        with self.hooks.deferring_sigterm(), self.lock:  # it may retire (flush) a pipeline: see shutdown()
             overrides = {**self.overrides, **validated}
             resolved = self._with_recording_file(apply_overrides(resolve_env(), overrides))
             report_env_warnings(resolved, self.reported_env)
@@ -151,7 +151,7 @@ class Runtime:
     def reset(self) -> None:
         """Back to IDLE with nothing configured: pipeline retired, recording stopped, counters and memos cleared."""
         global STATE
-        with self.lock:
+        with self.hooks.deferring_sigterm(), self.lock:
             self._retire(self.switch.swap(None))
             self._recording_reset()
             self.overrides = {}
@@ -340,7 +340,10 @@ class Runtime:
     def shutdown(self, timeout: float | None = None) -> None:
         """-> SHUT_DOWN: flush within ``timeout``, stop threads and recording. Idempotent."""
         global STATE
-        with self.lock:
+        # A multiprocessing worker's SIGTERM handler (flush_on_sigterm) calls shutdown() too. Interrupting this
+        # one (its exit hook's, e.g. Python 3.13 workers run atexit) it would find SHUT_DOWN and die mid-flush:
+        # deferred, it lets this flush finish, then the worker dies.
+        with self.hooks.deferring_sigterm(), self.lock:
             if self.phase is Phase.SHUT_DOWN:
                 return
             timeout = self.resolved.config.timeout if timeout is None else timeout
