@@ -28,6 +28,10 @@ _PRE_MASKED: Final = frozenset({attr.INPUT_VALUE, attr.OUTPUT_VALUE, attr.GEN_AI
                                  attr.GEN_AI_OUTPUT_MESSAGES, attr.MASKED_PATHS})
 _PRIMITIVE: Final = (str, bool, int, float)
 _RESOURCE_CACHE_LIMIT: Final = 64
+# Short texts are remembered with their masked form: a function's span name and static attributes repeat on
+# every span, so the export worker scans them once. Bounded: the memo is emptied when full.
+_TEXT_MEMO_MAX_CHARS: Final = 256
+_TEXT_MEMO_LIMIT: Final = 4096
 
 
 def is_fluxloop_span(span: object) -> bool:
@@ -45,12 +49,14 @@ class SpanRedactor:
     """Masks spans for export with ``masker``; gives spans of an application's provider ``service_name``
     (None: keep theirs). Thread-safe; used by the export worker."""
 
-    __slots__ = ("masker", "service_name", "_resources")
+    __slots__ = ("masker", "service_name", "_resources", "_texts", "_clean")
 
     def __init__(self, masker: Masker, service_name: str | None = None) -> None:
         self.masker = masker
         self.service_name = service_name
         self._resources: dict[int, tuple[Resource, Resource]] = {}
+        self._texts: dict[str, str | None] = {}  # text -> its masked form, None when masking leaves it as it is
+        self._clean: set[tuple[str, str]] = set()  # (key, text) attribute pairs known to need no masking
 
     def redact_batch(self, spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
         """Each span redacted; a span that cannot be redacted is dropped, never exported in clear."""
@@ -65,7 +71,7 @@ class SpanRedactor:
     def redact(self, span: ReadableSpan) -> ReadableSpan:
         """``span`` itself when nothing needs masking, else a masked copy."""
         ours = is_fluxloop_span(span)
-        mask = self.masker.mask_text
+        mask = self._mask_text
         name = mask(span.name)
         attributes = self._attributes(span.attributes, skip_pre_masked=ours)
         events = self._events(span.events)
@@ -92,7 +98,11 @@ class SpanRedactor:
         if not attributes:
             return None
         changed: dict[str, Any] | None = None
+        clean = self._clean
         for key, value in attributes.items():
+            pair = (key, value) if type(value) is str and len(value) <= _TEXT_MEMO_MAX_CHARS else None
+            if pair is not None and pair in clean:
+                continue
             if skip_pre_masked and (key in _PRE_MASKED or key.startswith(attr.METADATA_PREFIX)):
                 continue
             new = self._value(key, value)
@@ -100,6 +110,10 @@ class SpanRedactor:
                 if changed is None:
                     changed = {}
                 changed[key] = new
+            elif pair is not None:
+                if len(clean) >= _TEXT_MEMO_LIMIT:
+                    clean.clear()
+                clean.add(pair)
         if changed is None:
             return None
         return {**attributes, **changed}
@@ -109,15 +123,28 @@ class SpanRedactor:
         if isinstance(value, str):
             if self.masker.is_sensitive_key(key):
                 return self._key_masked(key, value)
-            masked = self.masker.mask_text(value)
-            return value if masked == value else masked
+            return self._mask_text(value)
         if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)) and value \
                 and isinstance(value[0], str):
             if self.masker.is_sensitive_key(key):
                 return tuple(self._key_masked(key, item) for item in value)
-            items = tuple(self.masker.mask_text(item) if isinstance(item, str) else item for item in value)
+            items = tuple(self._mask_text(item) if isinstance(item, str) else item for item in value)
             return value if all(a is b or a == b for a, b in zip(items, value)) else items
         return value
+
+    def _mask_text(self, text: str) -> str:
+        """``text`` itself when it holds no secret shape, else its masked copy (short texts remembered)."""
+        if len(text) > _TEXT_MEMO_MAX_CHARS:
+            masked = self.masker.mask_text(text)
+            return text if masked == text else masked
+        known = self._texts.get(text, text)
+        if known is text:  # not seen yet (a remembered entry is never the caller's own object)
+            masked = self.masker.mask_text(text)
+            known = None if masked == text else masked
+            if len(self._texts) >= _TEXT_MEMO_LIMIT:
+                self._texts.clear()
+            self._texts[text] = known
+        return text if known is None else known
 
     def _key_masked(self, key: str, value: str) -> Any:
         if value == MASK:
@@ -132,7 +159,7 @@ class SpanRedactor:
         changed = False
         for event in events:
             attributes = self._attributes(event.attributes)
-            name = self.masker.mask_text(event.name)
+            name = self._mask_text(event.name)
             if attributes is None and name == event.name:
                 out.append(event)
                 continue

@@ -1,6 +1,7 @@
 # Benchmarks (issue 6; see benchmarks/README.md). Included from the Makefile, which defines PYTHON, BIN, STAMP.
 #
-#   make bench          cases 1-11: FluxLoop vs raw OpenTelemetry, export pipeline, memory  (~1-2 min)
+#   make bench          every case: the real pipelines (headline), FluxLoop vs raw OpenTelemetry, export,
+#                       memory, upload, misbehaving collectors, import cost  (~5 min)
 #   make bench-peers    cases 1-8 with OpenLLMetry, Langfuse and Logfire in the same process  (~1-2 min)
 #   make bench-smoke    every case, tiny: checks that the harness works; its numbers mean nothing
 #   make bench-profile  where case 3's time goes (cProfile; BENCH_PROFILE_ARGS='--case nested' etc.)

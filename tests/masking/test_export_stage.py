@@ -94,6 +94,34 @@ def test_a_span_with_nothing_to_mask_is_passed_on_unchanged() -> None:
     assert SpanRedactor(Masker()).redact(finished) is finished
 
 
+def test_a_remembered_verdict_never_lets_a_secret_through_on_later_spans() -> None:
+    # The redactor remembers short texts it scanned (a function's static attributes repeat on every span):
+    # the same secret on every later span, under the same or another key, is masked each time, and what it
+    # remembers stays bounded however many distinct values pass.
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    for i in range(3):
+        with tracer.start_as_current_span(f"call {SK}") as span:
+            span.set_attribute("note", f"key {SK}")
+            span.set_attribute("other.note" if i else "note", f"key {SK}")
+            span.set_attribute("static", "hello")
+            span.set_attribute("api_key", "plain-value")
+    redactor = SpanRedactor(Masker())
+    for _ in range(2):
+        for exported in redactor.redact_batch(memory.get_finished_spans()):
+            assert SK not in exported.name and SK not in repr(dict(exported.attributes or {}))
+            assert exported.attributes is not None and exported.attributes["static"] == "hello"
+            assert exported.attributes["api_key"] == "***"
+    memory.clear()
+    for i in range(20_000):
+        with tracer.start_as_current_span(f"call {i}") as span:
+            span.set_attribute("request.id", f"id-{i}")
+    assert len(redactor.redact_batch(memory.get_finished_spans())) == 20_000
+    assert len(redactor._texts) <= 4096 and len(redactor._clean) <= 4096  # bounded memory
+
+
 # --- joining an application's provider -------------------------------------------------------------------------
 
 
