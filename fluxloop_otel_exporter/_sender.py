@@ -87,6 +87,11 @@ class CollectorSender:
         return self._client.url
 
     @property
+    def max_pending(self) -> int:
+        """How many batches the sender holds at most (waiting or in flight), beside the batcher's queue."""
+        return self._max_pending
+
+    @property
     def collector_available(self) -> bool:
         return not self._down
 
