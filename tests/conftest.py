@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,14 @@ from exporter._otlp_sink import OtlpSink
 import fluxloop
 
 _ENV_PREFIXES = ("FLUXLOOP_", "OTEL_")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C at its default, as in a terminal: a suite started in the background by a non-interactive shell
+    (``make test &`` in a script, CI runners) inherits SIGINT ignored, and so would every child process a test
+    starts; the tests that press Ctrl-C on a child would then see it ignored."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
