@@ -11,7 +11,8 @@ _SLICE = 0.005
 
 
 class FakeClock:
-    """``monotonic()`` returns the fake time; ``wait`` returns when the waitable fires or the fake time passes.
+    """``monotonic()`` returns the fake time; ``wait`` returns when the waitable fires or the fake time passes (on a
+    ``Condition``, also after each real slice: callers re-check their state in a loop, see ``Clock.wait``).
 
     ``waiting()`` tells how many threads are inside ``wait`` (to synchronise with a worker before advancing).
     """
@@ -41,6 +42,10 @@ class FakeClock:
             while True:
                 if waitable.wait(_SLICE):
                     return True
+                if isinstance(waitable, threading.Condition):
+                    # A notify that races a slice's timeout is lost (Condition.wait returns False), and no other may
+                    # come: return, as Clock.wait may, so that the caller re-checks its state (found hanging a flush).
+                    return False
                 if deadline is not None and self.monotonic() >= deadline:
                     return False
         finally:
