@@ -21,10 +21,10 @@ import contextlib
 import datetime as _dt
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from google.protobuf.message import DecodeError
@@ -33,7 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from fluxloop_otel_exporter._http import Outcome, OtlpHttpClient, SendOutcome
 from fluxloop_otel_exporter._otlp_json_proto import request_to_protobuf
 from fluxloop_otel_exporter._redact import safe_reason
-from fluxloop_otel_exporter._spool_format import TRUNCATED, SpoolLine, iter_spool_files, read_lines
+from fluxloop_otel_exporter._spool_format import NOT_A_REQUEST, iter_spool_files, line_key, raw_lines, request_spans
 
 try:
     import fcntl
@@ -177,9 +177,44 @@ def _stamp(path: Path) -> list[int]:
     return [status.st_size, status.st_mtime_ns]
 
 
+@dataclass(frozen=True)
+class _Line:
+    """A spool line on its way: where it is, its content key, its span count once converted."""
+
+    number: int
+    raw: bytes
+    key: str
+    spans: int = 0
+    tail: bool = False  # an unterminated last line, left for a later run
+
+
+def _convert(raw: bytes) -> tuple[bytes, int] | str:
+    """``(protobuf body, span count)`` of one spool line, or the reason it is not a valid request."""
+    try:
+        request = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        return f"invalid JSON: {error}"
+    if not isinstance(request, dict) or not isinstance(request.get("resourceSpans", []), list):
+        return NOT_A_REQUEST
+    try:
+        body = request_to_protobuf(request)
+    except ValueError as problem:
+        return str(problem)
+    return body, sum(1 for _ in request_spans(request))
+
+
+def _in_progress(raw: bytes) -> bool:
+    """Whether an unterminated last line looks like one still being written (or cut short by its writer)."""
+    try:
+        request = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return True
+    return isinstance(request, dict) and isinstance(request.get("resourceSpans", []), list)
+
+
 @dataclass
 class _Batch:
-    lines: list[SpoolLine] = field(default_factory=list)
+    lines: list[_Line] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     spans: int = 0
     size: int = 0
@@ -243,49 +278,39 @@ class SpoolDelivery:
             return True
         except OSError:
             stamp, legacy = None, 0
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+        except OSError as error:
+            self.warn(f"error: cannot open {path}: {error.strerror or error}")
+            self.report.unreadable_files += 1
+            return True
         batch = _Batch()
         pending_tail = False
         migrated: list[str] = []
-        for line in read_lines(path):
-            if line.number == 0:
-                self.warn(f"error: {line.error}")
-                self.report.unreadable_files += 1
-                return True
-            if not line.complete:
-                if line.error == TRUNCATED or line.request is not None:
+        with handle:
+            for line in self._new_lines(handle, journal, legacy, migrated):
+                if line.tail:
                     pending_tail = True
                     self.report.pending_lines += 1
                     self.warn(f"note: {path}:{line.number}: incomplete last line (being written, or its writer "
                               "stopped mid-line): left for a later run")
                     break
-            key = line.key
-            if key in journal.done:
-                continue
-            if line.number <= legacy:  # delivered according to the previous state format
-                migrated.append(key)
-                journal.done.add(key)
-                continue
-            if line.request is None:
-                self.warn(f"error: {path}:{line.number}: {line.error}; line skipped")
-                self.report.malformed_lines += 1
-                self._record(journal, [line], spans=0, quarantined=False)
-                continue
-            try:
-                body = request_to_protobuf(line.request)
-            except ValueError as problem:
-                self.warn(f"error: {path}:{line.number}: {problem}; line skipped")
-                self.report.malformed_lines += 1
-                self._record(journal, [line], spans=0, quarantined=False)
-                continue
-            spans = line.span_count
-            if batch.lines and (batch.spans + spans > self.batch_size or batch.size + len(body) > MAX_BODY_BYTES):
-                if not self._deliver(path, journal, batch):
-                    return False
-                batch = _Batch()
-            batch.lines.append(line)
-            batch.bodies.append(body)
-            batch.spans += spans
-            batch.size += len(body)
+                converted = _convert(line.raw)
+                if not isinstance(converted, tuple):
+                    self.warn(f"error: {path}:{line.number}: {converted}; line skipped")
+                    self.report.malformed_lines += 1
+                    self._record(journal, [line], spans=0, quarantined=False)
+                    continue
+                body, spans = converted
+                line = _Line(line.number, line.raw, line.key, spans)
+                if batch.lines and (batch.spans + spans > self.batch_size or batch.size + len(body) > MAX_BODY_BYTES):
+                    if not self._deliver(path, journal, batch):
+                        return False
+                    batch = _Batch()
+                batch.lines.append(line)
+                batch.bodies.append(body)
+                batch.spans += spans
+                batch.size += len(body)
         if migrated:
             journal.record(keys=migrated, spans=0, migrated=True)
         if batch.lines and not self._deliver(path, journal, batch):
@@ -295,6 +320,24 @@ class SpoolDelivery:
                 journal.record(complete=stamp)
                 journal.complete = stamp
         return not self._stopped
+
+    @staticmethod
+    def _new_lines(handle: BinaryIO, journal: _Journal, legacy: int,
+                   migrated: list[str]) -> Iterator[_Line]:
+        """The lines to send, in order, then an unterminated tail if any. Lines already delivered are left out
+        before they are parsed: a file read again (growing, or after a stop) costs a hash per old line."""
+        for number, raw, complete in raw_lines(handle):
+            if not complete and _in_progress(raw):
+                yield _Line(number, raw, "", tail=True)
+                return
+            key = line_key(raw)
+            if key in journal.done:
+                continue
+            if number <= legacy:  # delivered according to the previous state format
+                migrated.append(key)
+                journal.done.add(key)
+                continue
+            yield _Line(number, raw, key)
 
     def _deliver(self, path: Path, journal: _Journal, batch: _Batch) -> bool:
         # Serialized protobuf messages concatenate into one message whose repeated fields are joined: the bodies
@@ -315,9 +358,9 @@ class SpoolDelivery:
             return False
         return True
 
-    def _settle_single(self, path: Path, journal: _Journal, line: SpoolLine, result: SendOutcome) -> bool:
+    def _settle_single(self, path: Path, journal: _Journal, line: _Line, result: SendOutcome) -> bool:
         if result.outcome is Outcome.DELIVERED:
-            self._delivered(journal, [line], line.span_count, result)
+            self._delivered(journal, [line], line.spans, result)
             return True
         if result.outcome in (Outcome.REJECTED, Outcome.TOO_LARGE):
             self._quarantine(path, journal, line, result.reason)
@@ -328,7 +371,7 @@ class SpoolDelivery:
                   "stay for the next run")
         return False
 
-    def _delivered(self, journal: _Journal, lines: list[SpoolLine], spans: int, result: SendOutcome) -> None:
+    def _delivered(self, journal: _Journal, lines: list[_Line], spans: int, result: SendOutcome) -> None:
         try:
             self._record(journal, lines, spans=spans, quarantined=False)
         except OSError as error:  # delivered but not recorded: the next run sends this batch again
@@ -343,12 +386,12 @@ class SpoolDelivery:
         if self.progress is not None:
             self.progress(self.report.lines, self.report.spans)
 
-    def _record(self, journal: _Journal, lines: list[SpoolLine], *, spans: int, quarantined: bool) -> None:
+    def _record(self, journal: _Journal, lines: list[_Line], *, spans: int, quarantined: bool) -> None:
         keys = [line.key for line in lines]
         journal.record(keys=keys, spans=spans, **({"q": True} if quarantined else {}))
         journal.done.update(keys)
 
-    def _quarantine(self, path: Path, journal: _Journal, line: SpoolLine, reason: str) -> None:
+    def _quarantine(self, path: Path, journal: _Journal, line: _Line, reason: str) -> None:
         folder = self.directory / QUARANTINE_DIR
         folder.mkdir(exist_ok=True)
         with open(folder / path.name, "ab") as handle:
@@ -356,7 +399,7 @@ class SpoolDelivery:
         with open(folder / f"{path.name}.reasons", "ab") as handle:
             handle.write(orjson.dumps({"line": line.number, "key": line.key, "reason": reason}) + b"\n")
         self._record(journal, [line], spans=0, quarantined=True)
-        spans = line.span_count
+        spans = line.spans
         self.report.quarantined_lines += 1
         self.report.quarantined_spans += spans
         self.warn(f"error: {path}:{line.number}: the collector refused it ({reason}); {spans} spans set aside in "

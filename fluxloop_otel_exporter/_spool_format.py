@@ -24,18 +24,20 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 __all__ = [
-    "FILE_SUFFIX", "SPOOL_FORMAT_VERSION", "STATUS_ERROR", "SpanSummary", "SpoolLine", "SpoolSpan", "any_value",
-    "iter_spool_files", "key_values", "line_key", "parse_span", "read_lines", "request_spans", "span_summary",
+    "FILE_SUFFIX", "NOT_A_REQUEST", "SPOOL_FORMAT_VERSION", "STATUS_ERROR", "SpanSummary", "SpoolLine", "SpoolSpan",
+    "any_value", "iter_spool_files", "key_values", "line_key", "parse_span", "raw_lines", "read_lines",
+    "request_spans", "span_summary",
 ]
 
 SPOOL_FORMAT_VERSION = 1
 FILE_SUFFIX = ".jsonl"
 TRUNCATED = "truncated last line (the writer stopped mid-line)"
+NOT_A_REQUEST = "not an OTLP ExportTraceServiceRequest (expected an object with resourceSpans)"
 
 # OTLP Status.code; the protobuf JSON mapping also allows the enum names.
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
@@ -118,11 +120,7 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[SpoolLine]:
         yield SpoolLine(path, 0, b"", None, f"cannot open {path}: {error.strerror or error}")
         return
     with handle:
-        for number, raw in enumerate(handle, 1):
-            line = raw.strip()
-            if not line:
-                continue
-            complete = raw.endswith(b"\n")
+        for number, line, complete in raw_lines(handle):
             try:
                 request = orjson.loads(line)
             except orjson.JSONDecodeError as error:
@@ -130,11 +128,18 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[SpoolLine]:
                                 complete)
                 continue
             if not isinstance(request, dict) or not isinstance(request.get("resourceSpans", []), list):
-                yield SpoolLine(path, number, line, None,
-                                "not an OTLP ExportTraceServiceRequest (expected an object with resourceSpans)",
-                                complete)
+                yield SpoolLine(path, number, line, None, NOT_A_REQUEST, complete)
                 continue
             yield SpoolLine(path, number, line, request, None, complete)
+
+
+def raw_lines(handle: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
+    """``(number, line, complete)`` per non-blank line of an open file: the line without its surrounding
+    whitespace, ``complete`` when it ended with a newline (an unterminated last line may be mid-write)."""
+    for number, raw in enumerate(handle, 1):
+        line = raw.strip()
+        if line:
+            yield number, line, raw.endswith(b"\n")
 
 
 def _list(value: Any) -> list[Any]:
