@@ -18,6 +18,7 @@ on with the rest. A failure that may pass (no answer, 5xx, retries out of time) 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import hashlib
 import os
@@ -33,7 +34,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from fluxloop_otel_exporter._http import Outcome, OtlpHttpClient, SendOutcome
 from fluxloop_otel_exporter._otlp_json_proto import request_to_protobuf
 from fluxloop_otel_exporter._redact import safe_reason
-from fluxloop_otel_exporter._spool_format import NOT_A_REQUEST, iter_spool_files, line_key, raw_lines, request_spans
+from fluxloop_otel_exporter._spool_format import iter_spool_files, line_key, parse_request, raw_lines, request_spans
 
 try:
     import fcntl
@@ -191,11 +192,11 @@ class _Line:
 def _convert(raw: bytes) -> tuple[bytes, int] | str:
     """``(protobuf body, span count)`` of one spool line, or the reason it is not a valid request."""
     try:
-        request = orjson.loads(raw)
+        request = parse_request(raw)
     except orjson.JSONDecodeError as error:
         return f"invalid JSON: {error}"
-    if not isinstance(request, dict) or not isinstance(request.get("resourceSpans", []), list):
-        return NOT_A_REQUEST
+    except ValueError as problem:
+        return str(problem)
     try:
         body = request_to_protobuf(request)
     except ValueError as problem:
@@ -206,10 +207,12 @@ def _convert(raw: bytes) -> tuple[bytes, int] | str:
 def _in_progress(raw: bytes) -> bool:
     """Whether an unterminated last line looks like one still being written (or cut short by its writer)."""
     try:
-        request = orjson.loads(raw)
+        parse_request(raw)
     except orjson.JSONDecodeError:
         return True
-    return isinstance(request, dict) and isinstance(request.get("resourceSpans", []), list)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
@@ -302,7 +305,7 @@ class SpoolDelivery:
                     self._record(journal, [line], spans=0, quarantined=False)
                     continue
                 body, spans = converted
-                line = _Line(line.number, line.raw, line.key, spans)
+                line = dataclasses.replace(line, spans=spans)
                 if batch.lines and (batch.spans + spans > self.batch_size or batch.size + len(body) > MAX_BODY_BYTES):
                     if not self._deliver(path, journal, batch):
                         return False

@@ -30,8 +30,8 @@ import orjson
 
 __all__ = [
     "FILE_SUFFIX", "NOT_A_REQUEST", "SPOOL_FORMAT_VERSION", "STATUS_ERROR", "SpanSummary", "SpoolLine", "SpoolSpan",
-    "any_value", "iter_spool_files", "key_values", "line_key", "parse_span", "raw_lines", "read_lines",
-    "request_spans", "span_summary",
+    "any_value", "iter_spool_files", "key_values", "line_key", "parse_request", "parse_span", "raw_lines",
+    "read_lines", "request_spans", "span_summary",
 ]
 
 SPOOL_FORMAT_VERSION = 1
@@ -122,15 +122,24 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[SpoolLine]:
     with handle:
         for number, line, complete in raw_lines(handle):
             try:
-                request = orjson.loads(line)
+                request = parse_request(line)
             except orjson.JSONDecodeError as error:
                 yield SpoolLine(path, number, line, None, TRUNCATED if not complete else f"invalid JSON: {error}",
                                 complete)
                 continue
-            if not isinstance(request, dict) or not isinstance(request.get("resourceSpans", []), list):
-                yield SpoolLine(path, number, line, None, NOT_A_REQUEST, complete)
+            except ValueError as error:
+                yield SpoolLine(path, number, line, None, str(error), complete)
                 continue
             yield SpoolLine(path, number, line, request, None, complete)
+
+
+def parse_request(line: bytes) -> JsonObject:
+    """The OTLP/JSON request a line holds. Raises ``orjson.JSONDecodeError`` for invalid JSON, ``ValueError``
+    (:data:`NOT_A_REQUEST`) for JSON that is not a request object."""
+    request = orjson.loads(line)
+    if not isinstance(request, dict) or not isinstance(request.get("resourceSpans", []), list):
+        raise ValueError(NOT_A_REQUEST)
+    return request
 
 
 def raw_lines(handle: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
